@@ -1,0 +1,81 @@
+"""The exceptions bgcache raises on purpose.
+
+Every error derives from :class:`BgcacheError` and also from the builtin exception a
+caller would already catch (``ValueError``, ``FileNotFoundError``, ``LookupError``...),
+so ``except ValueError`` keeps working. Messages name the thing, what was expected,
+what was found and what to do. Only the command line turns these into exit codes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BgcacheError(Exception):
+    """Base class of every error bgcache raises on purpose."""
+
+
+class UsageError(BgcacheError, ValueError):
+    """A value given by the user is invalid (the CLI exits with code 2)."""
+
+
+class InvalidSeedError(UsageError):
+    """A seed is not an integer in [-2**63, 2**63 - 1]."""
+
+
+class InvalidKeyError(UsageError):
+    """An event key (seed, index) is malformed."""
+
+
+class UnknownModelError(BgcacheError, LookupError):
+    """No generator of that name is registered."""
+
+
+class GeometryError(BgcacheError, ValueError):
+    """A sensor id, layer, ladder or pixel coordinate is out of range."""
+
+
+class EventError(BgcacheError, ValueError):
+    """A sparse event is malformed (lengths, dtypes, bounds or sort order)."""
+
+
+class MissingDependencyError(BgcacheError, ImportError):
+    """An optional dependency (torch, matplotlib...) is needed but not installed."""
+
+
+class CheckpointError(BgcacheError, ValueError):
+    """A checkpoint file cannot be used."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint file does not exist."""
+
+
+class CheckpointFormatError(CheckpointError):
+    """A file is not a readable torch checkpoint (not torch, truncated, not a state_dict)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's keys or shapes do not match the requested model."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return a ' (did you mean ...?)' suffix for a mistyped name, or ''.
+
+    Example:
+        >>> did_you_mean("convnt", ["convnet", "resnet"])
+        " (did you mean 'convnet'?)"
+        >>> did_you_mean("xyz", ["convnet"])
+        ''
+    """
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class BgcacheWarning(UserWarning):
+    """Base class of bgcache warnings."""
+
+
+class UntrainedCheckpointWarning(BgcacheWarning):
+    """A checkpoint is an untrained demo network, not a physics model."""
