@@ -1,0 +1,391 @@
+"""GAN generators on PyTorch: checkpoint reading and validation, post-processing,
+and the :class:`TorchGenerator` returned by :func:`bgcache.models.load_model`.
+
+This module imports torch at import time; nothing outside ``bgcache.models`` imports it
+except through :func:`import_torch` or the model loaders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bgcache.errors import (
+    CheckpointFormatError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    MissingDependencyError,
+    UsageError,
+)
+from bgcache.geometry import CROP_START, IMAGE_SHAPE, N_SENSORS, N_U
+from bgcache.hits import SparseEvent
+from bgcache.models import GAN_MODELS, get_spec, validate_threads
+from bgcache.seeding import EventKey, as_keys, event_latents
+
+
+def import_torch() -> Any:
+    """Import torch or raise :class:`MissingDependencyError` with an install hint."""
+    try:
+        return importlib.import_module("torch")
+    except ImportError:
+        raise MissingDependencyError(
+            "GAN models need PyTorch, which is not installed: pip install 'bgcache[gan]' "
+            "(CPU only: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+        ) from None
+
+
+import_torch()
+import torch  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+#: Hit threshold on the tanh output: below it a pixel has charge 0.
+#: convnet/resnet: 256**((y+1)/2) - 1 >= 1  <=>  y >= -0.75; ieagan: noise cut y > -0.26.
+HIT_THRESHOLD = {"convnet": -0.75, "resnet": -0.75, "ieagan": -0.26}
+#: ieagan's noise cut: tanh outputs <= this are set to -1 before the charge transform.
+IEAGAN_NOISE_CUT = -0.26
+
+ARCHITECTURE_VERSION = {"convnet": "basf2-convnet-1", "resnet": "basf2-resnet-1", "ieagan": "basf2-ieagan-1"}
+
+
+def _model_classes(name: str) -> tuple[type[nn.Module], Callable[[Any], nn.Module]]:
+    if name == "convnet":
+        from bgcache.models.convnet import ConvNet, FastConvNet
+
+        return ConvNet, FastConvNet
+    if name == "resnet":
+        from bgcache.models.resnet import FastResNet, ResNet
+
+        return ResNet, FastResNet
+    if name == "ieagan":
+        from bgcache.models.ieagan import IEAGAN, FastIEAGAN
+
+        return IEAGAN, FastIEAGAN
+    raise UsageError(f"{name!r} is not a GAN model; GAN models: {', '.join(GAN_MODELS)}")
+
+
+def build_plain(name: str, device: str | None = None) -> nn.Module:
+    """A fresh plain (reference) network of a GAN model, in eval mode."""
+    cls, _ = _model_classes(name)
+    if device == "meta":
+        with torch.device("meta"):
+            return cls().eval()
+    return cls().eval()
+
+
+def expected_layout(name: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Names, shapes and dtypes of a model's state_dict (built on the meta device)."""
+    sd = build_plain(name, "meta").state_dict()
+    return {k: (tuple(v.shape), v.dtype) for k, v in sd.items()}
+
+
+# -- checkpoint files ------------------------------------------------------------------
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Read a plain state_dict file with ``weights_only=True``.
+
+    Raises:
+        CheckpointNotFoundError: the file does not exist.
+        CheckpointFormatError: not a torch file, truncated, or not a state_dict.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointNotFoundError(
+            f"checkpoint {str(p)!r} does not exist: pass the path of a model state_dict "
+            "(e.g. made by 'bgcache checkpoint init')"
+        )
+    if p.is_dir():
+        raise CheckpointFormatError(f"checkpoint {str(p)!r} is a directory, expected a state_dict file")
+    with p.open("rb") as f:
+        head = f.read(4)
+    is_zip = head.startswith(b"PK\x03\x04")
+    is_legacy = head[:1] == b"\x80"  # pickle protocol marker of torch's legacy format
+    if not (is_zip or is_legacy):
+        raise CheckpointFormatError(
+            f"checkpoint {str(p)!r} is not a PyTorch checkpoint (it starts with {head!r}): "
+            "expected a state_dict saved with torch.save"
+        )
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types on damaged input; all mean "unreadable"
+        if is_zip:
+            raise CheckpointFormatError(
+                f"checkpoint {str(p)!r} is truncated or damaged ({_short(exc)}): copy it again"
+            ) from None
+        raise CheckpointFormatError(
+            f"checkpoint {str(p)!r} cannot be read as a PyTorch checkpoint ({_short(exc)})"
+        ) from None
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointFormatError(
+            f"checkpoint {str(p)!r} holds a {type(obj).__name__}, not a state_dict of tensors"
+        )
+    return obj  # type: ignore[return-value]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:120]
+
+
+def layout_problems(state: Mapping[str, Tensor], name: str) -> list[str]:
+    """Differences between a state_dict and a model's layout (empty if it matches)."""
+    want = expected_layout(name)
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_first(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_first(unexpected)})")
+    wrong = [
+        f"{k}: file has {list(state[k].shape)} {str(state[k].dtype).removeprefix('torch.')}, "
+        f"model expects {list(want[k][0])} {str(want[k][1]).removeprefix('torch.')}"
+        for k in want
+        if k in state and (tuple(state[k].shape) != want[k][0] or state[k].dtype != want[k][1])
+    ]
+    if wrong:
+        problems.append(f"{len(wrong)} shape/dtype mismatches ({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''})")
+    return problems
+
+
+def _first(keys: Sequence[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+def guess_model(state: Mapping[str, Tensor]) -> str | None:
+    """The GAN model whose layout a state_dict matches exactly, else the closest by key names."""
+    best, best_score = None, 0.0
+    for name in GAN_MODELS:
+        if not layout_problems(state, name):
+            return name
+        want = set(expected_layout(name))
+        score = len(want & set(state)) / len(want | set(state))
+        if score > best_score:
+            best, best_score = name, score
+    return best if best_score > 0.5 else None
+
+
+def check_layout(state: Mapping[str, Tensor], name: str, path: str | Path) -> None:
+    """Raise :class:`CheckpointMismatchError` if ``state`` does not fit model ``name``."""
+    problems = layout_problems(state, name)
+    if not problems:
+        return
+    other = guess_model(state)
+    hint = (
+        f"; it looks like a {other!r} checkpoint: use --model {other}"
+        if other and other != name
+        else "; is it a checkpoint of this model?"
+    )
+    raise CheckpointMismatchError(
+        f"checkpoint {str(path)!r} does not fit model {name!r}: {'; '.join(problems)}{hint}"
+    )
+
+
+def demo_metadata(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """bgcache's record in a demo checkpoint (empty for real payloads)."""
+    meta = getattr(state, "_metadata", None) or {}
+    record = meta.get("bgcache", {}) if isinstance(meta, Mapping) else {}
+    return dict(record) if isinstance(record, Mapping) else {}
+
+
+# -- post-processing -------------------------------------------------------------------
+
+
+def postprocess(y: Tensor, name: str, *, truncate: bool = True) -> Tensor:
+    """Charges (uint8, (N, 250, 768)) from tanh outputs (N, 1, 256, 768), as DESIGN 2.
+
+    convnet/resnet: x = clamp((y + 1) / 2, 0, 1); charge = clamp(256**x - 1, 0, 255),
+    truncated. ieagan: y <= -0.26 set to -1 first, and x is not clamped. Rows 3..252 kept.
+    ``truncate=False`` returns the float32 charge before truncation (for diagnostics).
+    """
+    x = y[:, 0, CROP_START : CROP_START + N_U, :]
+    if name == "ieagan":
+        x = torch.where(x > IEAGAN_NOISE_CUT, x, torch.full_like(x, -1.0))
+        x = x.mul(0.5).add_(0.5)
+    else:
+        x = x.mul(0.5).add_(0.5).clamp_(0.0, 1.0)
+    x = torch.pow(256.0, x).sub_(1.0).clamp_(0.0, 255.0)
+    return x.to(torch.uint8) if truncate else x
+
+
+# -- the generator -----------------------------------------------------------------------
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: Images per forward call of the fast path on CPU (content does not depend on it).
+CPU_CHUNK_IMAGES = 4
+
+
+@dataclass
+class _Loaded:
+    plain: nn.Module
+    sha256: str
+    demo: dict[str, Any]
+
+
+class TorchGenerator:
+    """A loaded GAN generator.
+
+    Use :func:`bgcache.models.load_model` to make one. ``images(latents)`` maps latents
+    (40, latent_dim) to uint8 charges (40, 250, 768); ``events(keys)`` draws the latents of
+    each key from its counter-based stream and returns sparse events. Each event is computed
+    in its own forward pass of 40 images, so its content does not depend on batching.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        checkpoint: str | Path,
+        *,
+        device: str = "cpu",
+        optimize: bool = True,
+        nintra: int = 1,
+        ninter: int = 1,
+        precision: str = "fp32",
+    ) -> None:
+        spec = get_spec(name)
+        self.name = name
+        self.latent_dim = spec.latent_dim
+        self.conditional = spec.conditional
+        self.nintra, self.ninter = validate_threads(nintra, ninter)
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
+        self.optimize = bool(optimize)
+        self.device = _parse_device(device)
+        _set_threads(self.nintra, self.ninter)
+        self.checkpoint_path = str(Path(checkpoint).resolve())
+        state = read_state_dict(checkpoint)
+        check_layout(state, name, checkpoint)
+        self.checkpoint_sha256 = file_sha256(checkpoint)
+        self.demo = demo_metadata(state)
+        self.untrained = bool(self.demo.get("untrained", False))
+        plain = build_plain(name)
+        plain.load_state_dict(state, strict=True)
+        plain.requires_grad_(False)
+        _, fast_cls = _model_classes(name)
+        net = fast_cls(plain) if self.optimize else plain
+        net = net.to(self.device)
+        # On CPU the fast path runs an event in chunks of a few images, which keeps the
+        # large late-stage tensors cache-sized; images are independent in eval mode.
+        self.chunk = CPU_CHUNK_IMAGES if (self.optimize and self.device.type == "cpu") else N_SENSORS
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.dtype = dtype
+        self.net = net.to(dtype).eval()
+
+    def _forward(self, z: Tensor) -> Tensor:
+        """Tanh output (40, 1, 256, 768) float32 for one event's latents."""
+        with torch.inference_mode():
+            z = z.to(self.device, self.dtype)
+            if self.chunk >= z.shape[0]:
+                return self.net(z).float()
+            parts = []
+            for start in range(0, z.shape[0], self.chunk):
+                zz = z[start : start + self.chunk]
+                if self.conditional:
+                    labels = torch.arange(start, start + zz.shape[0], device=self.device)
+                    parts.append(self.net(zz, labels).float())
+                else:
+                    parts.append(self.net(zz).float())
+            return torch.cat(parts)
+
+    def images(self, latents: np.ndarray | Tensor) -> np.ndarray:
+        """Charges (uint8 (40, 250, 768)) of one event from its latents (40, latent_dim)."""
+        z = torch.as_tensor(np.asarray(latents, dtype=np.float32))
+        if z.shape != (N_SENSORS, self.latent_dim):
+            raise UsageError(
+                f"{self.name} takes latents of shape ({N_SENSORS}, {self.latent_dim}), got {tuple(z.shape)}"
+            )
+        with torch.inference_mode():
+            out = postprocess(self._forward(z), self.name)
+        return out.cpu().numpy()
+
+    def latents(self, key: EventKey | tuple[int, int]) -> np.ndarray:
+        """The latents (40, latent_dim) of one event key."""
+        return event_latents(key, N_SENSORS, self.latent_dim)
+
+    def events(self, keys: Sequence[EventKey | tuple[int, int]]) -> list[SparseEvent]:
+        """One sparse event per key (each from its own forward pass)."""
+        out = []
+        for key in as_keys(keys):
+            charges = self.images(self.latents(key))
+            out.append(SparseEvent.from_dense(charges.reshape(IMAGE_SHAPE)))
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """What a pool records about this generator's content."""
+        return {
+            "model": self.name,
+            "architecture": ARCHITECTURE_VERSION[self.name],
+            "latent_dim": self.latent_dim,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "checkpoint_path": self.checkpoint_path,
+            "untrained": self.untrained,
+            "precision": self.precision,
+            "device_type": self.device.type,
+            "optimize": self.optimize,
+            "hit_threshold": HIT_THRESHOLD[self.name],
+            "torch": torch.__version__,
+            "physics_model": not self.untrained,
+        }
+
+    def __repr__(self) -> str:
+        flag = ", UNTRAINED" if self.untrained else ""
+        return f"TorchGenerator({self.name!r}, device={self.device}, optimize={self.optimize}, precision={self.precision}{flag})"
+
+
+def _parse_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"device {device!r} is not a torch device: use 'cpu' or 'cuda[:N]'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device 'cuda' requested but no CUDA GPU is available: use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"device {device!r} is not supported: use 'cpu' or 'cuda[:N]'")
+    return dev
+
+
+def _set_threads(nintra: int, ninter: int) -> None:
+    torch.set_num_threads(nintra)
+    if torch.get_num_interop_threads() != ninter:
+        try:
+            torch.set_num_interop_threads(ninter)
+        except RuntimeError:
+            pass  # fixed once torch ran parallel work; intra-op threads are what matter here
+
+
+def load_gan(
+    checkpoint: str | Path | None,
+    *,
+    name: str,
+    device: str = "cpu",
+    optimize: bool = True,
+    nintra: int = 1,
+    ninter: int = 1,
+    precision: str = "fp32",
+) -> TorchGenerator:
+    """Registry loader of the GAN models (see :func:`bgcache.models.load_model`)."""
+    if checkpoint is None:
+        raise UsageError(
+            f"model {name!r} needs a checkpoint: pass --checkpoint FILE "
+            f"(make an untrained demo one with 'bgcache checkpoint init --model {name} -o {name}.pt')"
+        )
+    return TorchGenerator(
+        name, checkpoint, device=device, optimize=optimize, nintra=nintra, ninter=ninter,
+        precision=precision,
+    )
