@@ -163,7 +163,7 @@ class SparseEvent:
 
 
 def _checked_columns(
-    sensor: Any, u: Any, v: Any, charge: Any
+    sensor: Any, u: Any, v: Any, charge: Any, *, check_order: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     cols = [np.asarray(c) for c in (sensor, u, v, charge)]
     n = cols[0].shape
@@ -190,7 +190,7 @@ def _checked_columns(
         vv.astype(np.uint16, copy=False),
         q.astype(charge_dtype, copy=False),
     )
-    if s.size > 1:
+    if check_order and s.size > 1:
         idx = out[0].astype(np.int64) * PIXELS_PER_SENSOR + out[1].astype(np.int64) * N_V + out[2]
         if not bool(np.all(idx[1:] > idx[:-1])):
             raise EventError("hits must be unique and sorted by (sensor, u, v); use bgcache.hits.sorted_event()")
@@ -204,7 +204,7 @@ def sorted_event(sensor: Any, u: Any, v: Any, charge: Any) -> SparseEvent:
         >>> sorted_event([1, 0, 1], [0, 0, 0], [0, 0, 0], [5, 7, 6]).charge.tolist()
         [7, 11]
     """
-    s, uu, vv, q = (np.asarray(c) for c in (sensor, u, v, charge))
+    s, uu, vv, q = _checked_columns(sensor, u, v, charge, check_order=False)
     idx = s.astype(np.int64) * PIXELS_PER_SENSOR + uu.astype(np.int64) * N_V + vv.astype(np.int64)
     uniq, inverse = np.unique(idx, return_inverse=True)
     summed = np.bincount(inverse, weights=q.astype(np.float64), minlength=uniq.size)
@@ -241,5 +241,5 @@ def merge(signal: SparseEvent, background: SparseEvent) -> SparseEvent:
         idx = idx[start]
         q = np.add.reduceat(q, start)
     top = int(q.max()) if q.size else 0
-    charge = q.astype(np.uint16) if top <= 0xFFFF else q
+    charge = q.astype(np.uint16 if top <= 0xFFFF else np.uint32)
     return SparseEvent.from_pixel_index(idx, charge, validate=False)

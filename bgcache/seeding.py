@@ -124,7 +124,13 @@ def event_rng(seed: int, index: int, purpose: Purpose = Purpose.LATENTS) -> np.r
         >>> b = event_rng(1, 2).standard_normal(3)
         >>> bool((a == b).all())
         True
+
+    Raises:
+        InvalidSeedError: if ``seed`` is not an int64 (an out-of-range seed would
+            otherwise wrap onto a valid one: 2**64 -> 0).
+        InvalidKeyError: if ``index`` is not in [0, 2**64 - 1].
     """
+    seed, index = validate_seed(seed), validate_index(index)
     key = (seed & 0xFFFF_FFFF_FFFF_FFFF) | (index << 64)
     counter = np.array([0, 0, 0, int(purpose)], dtype=np.uint64)
     return np.random.Generator(np.random.Philox(key=key, counter=counter))
