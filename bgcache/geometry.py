@@ -38,7 +38,7 @@ SENSORS_PER_LADDER = 2
 class Sensor(NamedTuple):
     """One PXD sensor: its index in generator order and its Belle II ids."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose
     layer: int
     ladder: int
     sensor: int
@@ -131,7 +131,7 @@ def vxd_ids_to_indices(vxd_ids: np.ndarray) -> np.ndarray:
     lut[VXD_IDS] = np.arange(N_SENSORS, dtype=np.uint8)
     if ids.size and (ids.min() < 0 or ids.max() >= 1 << 16):
         raise GeometryError("VxdIDs must be 16-bit values")
-    out = lut[ids]
+    out: np.ndarray = lut[ids]
     if out.size and out.max() == 255:
         bad = int(np.asarray(vxd_ids).ravel()[np.argmax(out.ravel() == 255)])
         raise GeometryError(f"VxdID {bad} is not a PXD sensor (layer 1 or 2)")

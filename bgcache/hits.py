@@ -88,9 +88,11 @@ class SparseEvent:
     def from_pixel_index(cls, index: Any, charge: Any, *, validate: bool = True) -> SparseEvent:
         """Build from packed pixel indices (``sensor*192000 + u*768 + v``) and charges."""
         index = np.asarray(index)
-        if validate:
-            if index.ndim != 1 or (index.size and (index.min() < 0 or index.max() >= N_SENSORS * PIXELS_PER_SENSOR)):
-                raise EventError("pixel indices must be a 1-d array in [0, 40*250*768)")
+        if validate and (
+            index.ndim != 1
+            or (index.size and (index.min() < 0 or index.max() >= N_SENSORS * PIXELS_PER_SENSOR))
+        ):
+            raise EventError("pixel indices must be a 1-d array in [0, 40*250*768)")
         idx = index.astype(np.uint32, copy=False)
         sensor, rest = np.divmod(idx, np.uint32(PIXELS_PER_SENSOR))
         u, v = np.divmod(rest, np.uint32(N_V))
@@ -171,14 +173,18 @@ def _checked_columns(
         if col.ndim != 1:
             raise EventError(f"hit column {name!r} must be 1-d, got shape {col.shape}")
         if col.shape != n:
-            raise EventError(f"hit columns differ in length: sensor has {n[0]}, {name} has {col.shape[0]}")
+            raise EventError(
+                f"hit columns differ in length: sensor has {n[0]}, {name} has {col.shape[0]}"
+            )
         if col.size and not np.issubdtype(col.dtype, np.integer):
             raise EventError(f"hit column {name!r} must hold integers, got {col.dtype}")
     s, uu, vv, q = cols
     if s.size:
         for name, col, hi in (("sensor", s, N_SENSORS), ("u", uu, N_U), ("v", vv, N_V)):
             if col.min() < 0 or col.max() >= hi:
-                raise EventError(f"hit column {name!r} out of range: expected 0..{hi - 1}, found {col.min()}..{col.max()}")
+                raise EventError(
+                    f"hit column {name!r} out of range: expected 0..{hi - 1}, found {col.min()}..{col.max()}"
+                )
         if q.min() <= 0:
             raise EventError("hit charges must be > 0 (a zero-charge pixel is not a hit)")
     charge_dtype = q.dtype if q.dtype in _CHARGE_DTYPES else np.dtype(np.uint8)
@@ -193,7 +199,9 @@ def _checked_columns(
     if check_order and s.size > 1:
         idx = out[0].astype(np.int64) * PIXELS_PER_SENSOR + out[1].astype(np.int64) * N_V + out[2]
         if not bool(np.all(idx[1:] > idx[:-1])):
-            raise EventError("hits must be unique and sorted by (sensor, u, v); use bgcache.hits.sorted_event()")
+            raise EventError(
+                "hits must be unique and sorted by (sensor, u, v); use bgcache.hits.sorted_event()"
+            )
     return out
 
 

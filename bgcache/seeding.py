@@ -34,7 +34,7 @@ class EventKey(NamedTuple):
     """Identity of a generated event: a seed (int64) and an index (>= 0) within its stream."""
 
     seed: int
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose
 
 
 def validate_seed(seed: object) -> int:

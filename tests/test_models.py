@@ -21,7 +21,9 @@ from bgcache.models import GAN_MODELS, load_model  # noqa: E402
 from bgcache.models import _torch as tm  # noqa: E402
 from bgcache.models.checkpoint import checkpoint_info, init_checkpoint  # noqa: E402
 
-LAYOUTS = json.loads((Path(__file__).parent / "data" / "checkpoint_layouts.json").read_text())["models"]
+LAYOUTS = json.loads((Path(__file__).parent / "data" / "checkpoint_layouts.json").read_text())[
+    "models"
+]
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +57,9 @@ def test_state_dict_layout_matches_belle2_payload(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", GAN_MODELS)
-def test_raw_checkpoint_loads_strict_in_a_plain_module(name: str, raw_checkpoints: dict[str, Path]) -> None:
+def test_raw_checkpoint_loads_strict_in_a_plain_module(
+    name: str, raw_checkpoints: dict[str, Path]
+) -> None:
     state = torch.load(raw_checkpoints[name], weights_only=True)
     tm.build_plain(name).load_state_dict(state, strict=True)
     info = checkpoint_info(raw_checkpoints[name])
@@ -104,8 +108,12 @@ def test_pickle_of_something_else(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("model", "file_of"), [("resnet", "convnet"), ("convnet", "ieagan"), ("ieagan", "resnet")]
 )
-def test_checkpoint_of_another_model(model: str, file_of: str, raw_checkpoints: dict[str, Path]) -> None:
-    with pytest.raises(CheckpointMismatchError, match=rf"looks like a '{file_of}' checkpoint") as err:
+def test_checkpoint_of_another_model(
+    model: str, file_of: str, raw_checkpoints: dict[str, Path]
+) -> None:
+    with pytest.raises(
+        CheckpointMismatchError, match=rf"looks like a '{file_of}' checkpoint"
+    ) as err:
         load_model(model, raw_checkpoints[file_of])
     assert "missing keys" in str(err.value)
 
@@ -115,7 +123,9 @@ def test_shape_mismatch_names_the_key(tmp_path: Path, raw_checkpoints: dict[str,
     state["features.4.weight"] = torch.zeros(256, 512, 3, 3)
     path = tmp_path / "bad.pt"
     torch.save(state, path)
-    with pytest.raises(CheckpointMismatchError, match=r"features\.4\.weight: file has \[256, 512, 3, 3\]"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"features\.4\.weight: file has \[256, 512, 3, 3\]"
+    ):
         load_model("convnet", path)
     info = checkpoint_info(path)
     assert info.model == "convnet" and not info.matches and info.problems
@@ -132,7 +142,9 @@ def test_shape_mismatch_names_the_key(tmp_path: Path, raw_checkpoints: dict[str,
     ],
     ids=["nintra0", "ninter-1", "nintra-float", "precision", "device"],
 )
-def test_bad_options(kwargs: dict[str, object], match: str, raw_checkpoints: dict[str, Path]) -> None:
+def test_bad_options(
+    kwargs: dict[str, object], match: str, raw_checkpoints: dict[str, Path]
+) -> None:
     with pytest.raises(UsageError, match=match):
         load_model("convnet", raw_checkpoints["convnet"], **kwargs)  # type: ignore[arg-type]
 
@@ -160,15 +172,23 @@ def _tie_pixels_only(name: str, plain_y: np.ndarray, a: np.ndarray, b: np.ndarra
     charge = tm.postprocess(y, name, truncate=False).numpy()[differ]
     dist = np.abs(charge - np.round(charge))
     y_crop = plain_y[:, 0, 3:253, :][differ]
-    at_cut = np.abs(y_crop - tm.IEAGAN_NOISE_CUT) < 1e-4 if name == "ieagan" else np.zeros_like(dist, bool)
-    assert np.all((dist < 0.01) | at_cut), f"non-tie differences: {charge[(dist >= 0.01) & ~at_cut][:5]}"
+    at_cut = (
+        np.abs(y_crop - tm.IEAGAN_NOISE_CUT) < 1e-4
+        if name == "ieagan"
+        else np.zeros_like(dist, bool)
+    )
+    assert np.all((dist < 0.01) | at_cut), (
+        f"non-tie differences: {charge[(dist >= 0.01) & ~at_cut][:5]}"
+    )
     assert differ.sum() <= 1e-5 * a.size, f"{differ.sum()} pixels differ"
     assert np.abs(a.astype(int) - b.astype(int))[differ & (a > 0) & (b > 0)].max(initial=0) <= 1
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", GAN_MODELS)
-def test_fast_path_equals_plain_path_on_full_size_images(name: str, demo_checkpoints: dict[str, Path]) -> None:
+def test_fast_path_equals_plain_path_on_full_size_images(
+    name: str, demo_checkpoints: dict[str, Path]
+) -> None:
     plain = load_model(name, demo_checkpoints[name], optimize=False, nintra=2)
     fast = load_model(name, demo_checkpoints[name], optimize=True, nintra=2)
     z = plain.latents((11, 0))
@@ -199,7 +219,9 @@ def test_events_are_deterministic_per_key(name: str, demo_checkpoints: dict[str,
 
 
 @pytest.mark.slow
-def test_demo_checkpoint_is_marked_untrained_and_reproducible(tmp_path: Path, demo_checkpoints: dict[str, Path]) -> None:
+def test_demo_checkpoint_is_marked_untrained_and_reproducible(
+    tmp_path: Path, demo_checkpoints: dict[str, Path]
+) -> None:
     info = checkpoint_info(demo_checkpoints["convnet"])
     assert info.untrained and info.matches and info.demo["seed"] == 3
     assert 0.004 < info.demo["measured_occupancy"] < 0.02

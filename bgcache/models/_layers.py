@@ -17,8 +17,13 @@ from torch import Tensor, nn
 
 
 def fold_bn(
-    weight: Tensor, bias: Tensor | None, mean: Tensor, var: Tensor, gamma: Tensor | None,
-    beta: Tensor | None, eps: float,
+    weight: Tensor,
+    bias: Tensor | None,
+    mean: Tensor,
+    var: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    eps: float,
 ) -> tuple[Tensor, Tensor]:
     """Fold ``BN(conv(x))`` (eval mode) into conv weights and bias."""
     scale = torch.rsqrt(var.double() + eps)
@@ -78,7 +83,9 @@ class Conv(nn.Module):
     def __init__(self, weight: Tensor, bias: Tensor | None, padding: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.bias = (
+            None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        )
         self.padding = padding
 
     def forward(self, x: Tensor) -> Tensor:
@@ -100,7 +107,9 @@ def bn_scale_shift(bn: nn.Module, eps: float) -> tuple[Tensor, Tensor]:
     return scale.float(), shift.float()
 
 
-def upsample_conv3_phase_weights(weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+def upsample_conv3_phase_weights(
+    weight: Tensor, bias: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
     """2x2 phase kernels of "upsample2x then 3x3 conv (padding 1)".
 
     For a 3x3 kernel each output phase (a, b) reads only a 2x2 window of the low-resolution

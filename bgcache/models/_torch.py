@@ -7,6 +7,7 @@ except through :func:`import_torch` or the model loaders.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 from collections.abc import Callable, Mapping, Sequence
@@ -50,7 +51,11 @@ HIT_THRESHOLD = {"convnet": -0.75, "resnet": -0.75, "ieagan": -0.26}
 #: ieagan's noise cut: tanh outputs <= this are set to -1 before the charge transform.
 IEAGAN_NOISE_CUT = -0.26
 
-ARCHITECTURE_VERSION = {"convnet": "basf2-convnet-1", "resnet": "basf2-resnet-1", "ieagan": "basf2-ieagan-1"}
+ARCHITECTURE_VERSION = {
+    "convnet": "basf2-convnet-1",
+    "resnet": "basf2-resnet-1",
+    "ieagan": "basf2-ieagan-1",
+}
 
 
 def _model_classes(name: str) -> tuple[type[nn.Module], Callable[[Any], nn.Module]]:
@@ -110,7 +115,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             "(e.g. made by 'bgcache checkpoint init')"
         )
     if p.is_dir():
-        raise CheckpointFormatError(f"checkpoint {str(p)!r} is a directory, expected a state_dict file")
+        raise CheckpointFormatError(
+            f"checkpoint {str(p)!r} is a directory, expected a state_dict file"
+        )
     with p.open("rb") as f:
         head = f.read(4)
     is_zip = head.startswith(b"PK\x03\x04")
@@ -159,7 +166,9 @@ def layout_problems(state: Mapping[str, Tensor], name: str) -> list[str]:
         if k in state and (tuple(state[k].shape) != want[k][0] or state[k].dtype != want[k][1])
     ]
     if wrong:
-        problems.append(f"{len(wrong)} shape/dtype mismatches ({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''})")
+        problems.append(
+            f"{len(wrong)} shape/dtype mismatches ({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''})"
+        )
     return problems
 
 
@@ -282,7 +291,9 @@ class TorchGenerator:
         net = net.to(self.device)
         # On CPU the fast path runs an event in chunks of a few images, which keeps the
         # large late-stage tensors cache-sized; images are independent in eval mode.
-        self.chunk = CPU_CHUNK_IMAGES if (self.optimize and self.device.type == "cpu") else N_SENSORS
+        self.chunk = (
+            CPU_CHUNK_IMAGES if (self.optimize and self.device.type == "cpu") else N_SENSORS
+        )
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.dtype = dtype
         self.net = net.to(dtype).eval()
@@ -292,7 +303,8 @@ class TorchGenerator:
         with torch.inference_mode():
             z = z.to(self.device, self.dtype)
             if self.chunk >= z.shape[0]:
-                return self.net(z).float()
+                out: Tensor = self.net(z).float()
+                return out
             parts = []
             for start in range(0, z.shape[0], self.chunk):
                 zz = z[start : start + self.chunk]
@@ -352,7 +364,9 @@ def _parse_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise UsageError(f"device {device!r} is not a torch device: use 'cpu' or 'cuda[:N]'") from None
+        raise UsageError(
+            f"device {device!r} is not a torch device: use 'cpu' or 'cuda[:N]'"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("device 'cuda' requested but no CUDA GPU is available: use --device cpu")
     if dev.type not in ("cpu", "cuda"):
@@ -363,10 +377,9 @@ def _parse_device(device: str) -> torch.device:
 def _set_threads(nintra: int, ninter: int) -> None:
     torch.set_num_threads(nintra)
     if torch.get_num_interop_threads() != ninter:
-        try:
+        # fixed once torch ran parallel work; intra-op threads are what matter here
+        with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(ninter)
-        except RuntimeError:
-            pass  # fixed once torch ran parallel work; intra-op threads are what matter here
 
 
 def load_gan(
@@ -386,6 +399,11 @@ def load_gan(
             f"(make an untrained demo one with 'bgcache checkpoint init --model {name} -o {name}.pt')"
         )
     return TorchGenerator(
-        name, checkpoint, device=device, optimize=optimize, nintra=nintra, ninter=ninter,
+        name,
+        checkpoint,
+        device=device,
+        optimize=optimize,
+        nintra=nintra,
+        ninter=ninter,
         precision=precision,
     )

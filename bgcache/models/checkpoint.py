@@ -68,12 +68,18 @@ def checkpoint_info(path: str | Path, *, model: str | None = None) -> Checkpoint
 
     if model is not None and model not in GAN_MODELS:
         get_spec(model)  # unknown names raise with a suggestion
-        raise UsageError(f"model {model!r} takes no checkpoint; GAN models: {', '.join(GAN_MODELS)}")
+        raise UsageError(
+            f"model {model!r} takes no checkpoint; GAN models: {', '.join(GAN_MODELS)}"
+        )
     state = _torch.read_state_dict(path)
     target = model or _torch.guess_model(state)
-    problems = _torch.layout_problems(state, target) if target else ["matches no known model layout"]
+    problems = (
+        _torch.layout_problems(state, target) if target else ["matches no known model layout"]
+    )
     demo = _torch.demo_metadata(state)
-    n_params = sum(int(v.numel()) for k, v in state.items() if v.is_floating_point() and not _is_buffer(k))
+    n_params = sum(
+        int(v.numel()) for k, v in state.items() if v.is_floating_point() and not _is_buffer(k)
+    )
     return CheckpointInfo(
         path=str(Path(path).resolve()),
         sha256=_torch.file_sha256(path),
@@ -90,7 +96,15 @@ def checkpoint_info(path: str | Path, *, model: str | None = None) -> Checkpoint
 
 def _is_buffer(key: str) -> bool:
     leaf = key.rsplit(".", 1)[-1]
-    return leaf in {"running_mean", "running_var", "num_batches_tracked", "stored_mean", "stored_var", "u0", "sv0"}
+    return leaf in {
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+        "stored_mean",
+        "stored_var",
+        "u0",
+        "sv0",
+    }
 
 
 def init_checkpoint(
@@ -118,15 +132,23 @@ def init_checkpoint(
     """
     if model not in GAN_MODELS:
         get_spec(model)
-        raise UsageError(f"model {model!r} takes no checkpoint; GAN models: {', '.join(GAN_MODELS)}")
+        raise UsageError(
+            f"model {model!r} takes no checkpoint; GAN models: {', '.join(GAN_MODELS)}"
+        )
     seed = validate_seed(seed)
-    if not (isinstance(occupancy, (int, float)) and 0 < occupancy <= 0.2 and math.isfinite(occupancy)):
-        raise UsageError(f"occupancy must be in (0, 0.2] (PXD background is ~0.009), got {occupancy!r}")
+    if not (
+        isinstance(occupancy, (int, float)) and 0 < occupancy <= 0.2 and math.isfinite(occupancy)
+    ):
+        raise UsageError(
+            f"occupancy must be in (0, 0.2] (PXD background is ~0.009), got {occupancy!r}"
+        )
     if not 1.0 < mean_charge < 200.0:
         raise UsageError(f"mean charge must be in (1, 200) ADU, got {mean_charge!r}")
     out = Path(path)
     if out.is_dir():
-        raise CheckpointFormatError(f"output {str(out)!r} is a directory: give a file name such as {model}.pt")
+        raise CheckpointFormatError(
+            f"output {str(out)!r} is a directory: give a file name such as {model}.pt"
+        )
     if not out.parent.exists():
         raise UsageError(f"output directory {str(out.parent)!r} does not exist: create it first")
     if out.exists() and not overwrite:
@@ -134,7 +156,7 @@ def init_checkpoint(
 
     from bgcache.models import _torch
 
-    torch = _torch.torch
+    torch = _torch.import_torch()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed & 0xFFFF_FFFF_FFFF_FFFF)
         net = _torch.build_plain(model)
@@ -146,7 +168,9 @@ def init_checkpoint(
 
     # measure on an independent event, with the fast network
     _, fast_cls = _torch._model_classes(model)
-    check_z = torch.from_numpy(event_latents((_CALIBRATION_SEED, 1), 40, get_spec(model).latent_dim))
+    check_z = torch.from_numpy(
+        event_latents((_CALIBRATION_SEED, 1), 40, get_spec(model).latent_dim)
+    )
     with torch.inference_mode():
         charges = _torch.postprocess(fast_cls(net)(check_z), model).numpy()
     fired = charges[charges > 0]
@@ -172,7 +196,7 @@ def init_checkpoint(
     os.close(fd)
     try:
         torch.save(state, tmp)
-        os.replace(tmp, out)
+        Path(tmp).replace(out)
     finally:
         if Path(tmp).exists():
             Path(tmp).unlink()
@@ -182,7 +206,7 @@ def init_checkpoint(
 def _norm_layers(net: Any) -> list[Any]:
     from bgcache.models import _torch
 
-    torch = _torch.torch
+    torch = _torch.import_torch()
     out = []
     for module in net.modules():
         if isinstance(module, torch.nn.BatchNorm2d) or (
@@ -201,7 +225,7 @@ def _calibrate_norms(net: Any, z: Any) -> np.ndarray:
     """
     from bgcache.models import _torch
 
-    torch = _torch.torch
+    torch = _torch.import_torch()
 
     def hook(module: Any, args: tuple[Any, ...]) -> None:
         x = args[0].double()
@@ -217,14 +241,16 @@ def _calibrate_norms(net: Any, z: Any) -> np.ndarray:
     handles = [m.register_forward_pre_hook(hook) for m in _norm_layers(net)]
     try:
         with torch.no_grad():
-            pre = net.pre_tanh(z)[:, 0, 3:253, :].double().numpy().ravel()
+            pre: np.ndarray = net.pre_tanh(z)[:, 0, 3:253, :].double().numpy().ravel()
     finally:
         for h in handles:
             h.remove()
     return pre
 
 
-def _calibrate_output(pre: np.ndarray, model: str, occupancy: float, mean_charge: float) -> tuple[float, float]:
+def _calibrate_output(
+    pre: np.ndarray, model: str, occupancy: float, mean_charge: float
+) -> tuple[float, float]:
     """Scale a and shift b of the pre-tanh output o -> a*o + b giving the targets."""
     from bgcache.models import _torch
 
@@ -254,7 +280,7 @@ def _calibrate_output(pre: np.ndarray, model: str, occupancy: float, mean_charge
 def _apply_output_calibration(net: Any, model: str, scale: float, shift: float) -> None:
     from bgcache.models import _torch
 
-    torch = _torch.torch
+    torch = _torch.import_torch()
     conv = net.final_conv()
     with torch.no_grad():
         if model == "ieagan":

@@ -7,6 +7,8 @@ upsample x2] and a final conv5x5 to one channel, tanh. Output (N, 1, 256, 768).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -24,7 +26,7 @@ class ConvNet(nn.Module):
         super().__init__()
         self.fc = nn.Linear(LATENT_DIM, 512 * 8 * 24)
         layers: list[nn.Module] = []
-        for cin, cout in zip(_CHANNELS[:-1], _CHANNELS[1:], strict=True):
+        for cin, cout in itertools.pairwise(_CHANNELS):
             # (cin, h, w) -> conv -> (cout, h, w) -> upsample -> (cout, 2h, 2w)
             layers += [
                 nn.Conv2d(cin, cout, 5, 1, 2),
@@ -57,14 +59,22 @@ class FastConvNet(nn.Module):
         self.fc = nn.Linear(LATENT_DIM, 512 * 8 * 24)
         self.fc.load_state_dict(plain.fc.state_dict())
         f = plain.features
-        w, b = fold_bn(f[0].weight, f[0].bias, f[1].running_mean, f[1].running_var,
-                       f[1].weight, f[1].bias, f[1].eps)
+        w, b = fold_bn(
+            f[0].weight,
+            f[0].bias,
+            f[1].running_mean,
+            f[1].running_var,
+            f[1].weight,
+            f[1].bias,
+            f[1].eps,
+        )
         self.first = Conv(w, b, padding=2)
         ups: list[nn.Module] = []
         for i in (4, 8, 12, 16):
             conv, bn = f[i], f[i + 1]
-            w, b = fold_bn(conv.weight, conv.bias, bn.running_mean, bn.running_var,
-                           bn.weight, bn.bias, bn.eps)
+            w, b = fold_bn(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps
+            )
             ups.append(UpConv(w, b))
         self.ups = nn.ModuleList(ups)
         self.last = UpConv(f[20].weight, f[20].bias)

@@ -107,7 +107,9 @@ class BN(nn.Module):
         self.register_buffer("stored_var", torch.ones(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.batch_norm(x, self.stored_mean, self.stored_var, self.gain, self.bias, False, 0.1, BN_EPS)
+        return F.batch_norm(
+            x, self.stored_mean, self.stored_var, self.gain, self.bias, False, 0.1, BN_EPS
+        )
 
 
 class MultiheadAttention(nn.Module):
@@ -135,7 +137,9 @@ class EncoderBlock(nn.Module):
     def __init__(self, dim: int, heads: int, ff: int) -> None:
         super().__init__()
         self.self_attn = MultiheadAttention(dim, heads)
-        self.linear_net = nn.Sequential(nn.Linear(dim, ff), nn.Dropout(0.0), nn.ReLU(), nn.Linear(ff, dim))
+        self.linear_net = nn.Sequential(
+            nn.Linear(dim, ff), nn.Dropout(0.0), nn.ReLU(), nn.Linear(ff, dim)
+        )
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
 
@@ -237,7 +241,9 @@ class _FastGBlock(nn.Module):
         self.cout, self.cin, self.upsample = block.cout, block.cin, block.upsample
         self.conv1 = Conv(block.conv1.normalized_weight(), block.conv1.bias, 0)
         w2 = block.conv2.normalized_weight()
-        self.conv2: nn.Module = UpConv3(w2, block.conv2.bias) if block.upsample else Conv(w2, block.conv2.bias, 1)
+        self.conv2: nn.Module = (
+            UpConv3(w2, block.conv2.bias) if block.upsample else Conv(w2, block.conv2.bias, 1)
+        )
         self.conv3 = Conv(block.conv3.normalized_weight(), block.conv3.bias, 1)
         self.conv4 = Conv(block.conv4.normalized_weight(), block.conv4.bias, 0)
 
@@ -268,7 +274,9 @@ class FastIEAGAN(nn.Module):
         with torch.no_grad():
             labels = torch.arange(N_CLASSES)
             self.register_buffer("label_embedding", plain.condition(labels).clone())
-            self.linear_w = nn.Parameter(plain.linear.normalized_weight().clone(), requires_grad=False)
+            self.linear_w = nn.Parameter(
+                plain.linear.normalized_weight().clone(), requires_grad=False
+            )
             self.linear_b = nn.Parameter(plain.linear.bias.detach().clone(), requires_grad=False)
             gains, biases, means, rstd, sizes = [], [], [], [], []
             for blocklist in plain.blocks:
@@ -287,7 +295,9 @@ class FastIEAGAN(nn.Module):
             out_bn = plain.output_layer[0]
             scale = torch.rsqrt(out_bn.stored_var + BN_EPS) * out_bn.gain
             self.register_buffer("out_scale", scale.view(1, -1, 1, 1).clone())
-            self.register_buffer("out_shift", (out_bn.bias - out_bn.stored_mean * scale).view(1, -1, 1, 1).clone())
+            self.register_buffer(
+                "out_shift", (out_bn.bias - out_bn.stored_mean * scale).view(1, -1, 1, 1).clone()
+            )
             last = plain.output_layer[2]
             self.out_conv = Conv(last.normalized_weight(), last.bias, 1)
         self.requires_grad_(False)

@@ -8,6 +8,8 @@ then BN, ReLU, conv3x3 to one channel, tanh. Output (N, 1, 256, 768).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,7 +45,7 @@ class ResNet(nn.Module):
         super().__init__()
         self.fc = nn.Linear(LATENT_DIM, 256 * 8 * 24)
         self.blocks = nn.ModuleList(
-            ResidualBlock(cin, cout) for cin, cout in zip(_CHANNELS[:-1], _CHANNELS[1:], strict=True)
+            ResidualBlock(cin, cout) for cin, cout in itertools.pairwise(_CHANNELS)
         )
         self.norm = nn.BatchNorm2d(16)
         self.conv = nn.Conv2d(16, 1, 3, 1, 1)
@@ -89,8 +91,15 @@ class _FastBlock(nn.Module):
         super().__init__()
         in_scale, in_shift = _bn_affine(block.norm1)
         n2 = block.norm2
-        w, b = fold_bn(block.conv1.weight, block.conv1.bias, n2.running_mean, n2.running_var,
-                       n2.weight, n2.bias, n2.eps)
+        w, b = fold_bn(
+            block.conv1.weight,
+            block.conv1.bias,
+            n2.running_mean,
+            n2.running_var,
+            n2.weight,
+            n2.bias,
+            n2.eps,
+        )
         self.up1 = UpConv3(w, b)
         w2, b2 = _scaled(block.conv2.weight, block.conv2.bias, next_scale, next_shift)
         self.conv2 = Conv(w2, b2, padding=1)
@@ -122,10 +131,14 @@ class FastResNet(nn.Module):
         s0, t0 = _bn_affine(plain.blocks[0].norm1)
         per_row = 8 * 24
         self.fc_w = nn.Parameter(
-            (plain.fc.weight.double() * s0.repeat_interleave(per_row).view(-1, 1)).float(), requires_grad=False
+            (plain.fc.weight.double() * s0.repeat_interleave(per_row).view(-1, 1)).float(),
+            requires_grad=False,
         )
         self.fc_b = nn.Parameter(
-            (plain.fc.bias.double() * s0.repeat_interleave(per_row) + t0.repeat_interleave(per_row)).float(),
+            (
+                plain.fc.bias.double() * s0.repeat_interleave(per_row)
+                + t0.repeat_interleave(per_row)
+            ).float(),
             requires_grad=False,
         )
         nexts = [_bn_affine(b.norm1) for b in plain.blocks[1:]] + [_bn_affine(plain.norm)]

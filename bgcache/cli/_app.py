@@ -1,0 +1,180 @@
+"""The typer app, its single error boundary and ``bgcache --version``.
+
+Exit codes (the one place where exceptions become exit codes):
+
+* 0: success.
+* 1: a :class:`~bgcache.errors.BgcacheError` (missing file, unreadable or mismatching
+  checkpoint, missing optional dependency...): one line ``bgcache: error: ...`` on stderr.
+* 2: a usage mistake: :class:`~bgcache.errors.UsageError`, an unknown model name
+  (:class:`~bgcache.errors.UnknownModelError`) or a command-line parsing error (unknown
+  option, missing option, value of the wrong type or out of range).
+* 130: interrupted (Ctrl-C).
+
+Anything else is a bug and keeps its traceback (without locals: they can be huge tensors).
+
+This module imports nothing heavy: command modules import the library inside their
+functions, so ``bgcache --version`` and ``bgcache --help`` never import torch or zarr.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from bgcache._version import __version__
+from bgcache.cli import checkpoint_cmd, generate_cmd, models_cmd
+from bgcache.errors import BgcacheError, UnknownModelError, UsageError
+
+#: Exit code of a bgcache error (not a usage mistake).
+EXIT_ERROR = 1
+#: Exit code of a usage mistake (bad option value, unknown option, missing option).
+EXIT_USAGE = 2
+#: Exit code after Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
+def _click_class(name: str) -> type[Exception]:
+    """A click exception class, found through the public ``typer.BadParameter``.
+
+    Recent typer releases vendor click (``typer._click``), older ones depend on it; both
+    derive ``BadParameter`` from click's ``UsageError`` and ``ClickException``.
+    """
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == name and issubclass(cls, Exception):
+            return cls
+    raise RuntimeError(f"typer.BadParameter does not derive from click's {name}")
+
+
+#: bgcache errors that are usage mistakes: a bad value or an unknown name given by the user.
+_USAGE_ERRORS = (UsageError, UnknownModelError)
+_ClickException = _click_class("ClickException")
+_ClickUsageError = _click_class("UsageError")
+
+
+def one_line(text: str) -> str:
+    """Collapse a message to one line (errors are always printed on one line).
+
+    Example:
+        >>> one_line("checkpoint 'x.pt' is truncated\\n  copy it again")
+        "checkpoint 'x.pt' is truncated copy it again"
+    """
+    return " ".join(str(text).split())
+
+
+def _error(message: str) -> None:
+    print(f"bgcache: error: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _report(exc: BaseException) -> int:
+    """Print one error line for a user-facing exception and return its exit code.
+
+    Raises:
+        BaseException: ``exc`` itself when it is not a user-facing error (a bug).
+    """
+    if isinstance(exc, BgcacheError):
+        _error(str(exc))
+        return EXIT_USAGE if isinstance(exc, _USAGE_ERRORS) else EXIT_ERROR
+    click_exc: Any = exc  # click's exceptions, reached without importing click
+    if isinstance(exc, _ClickUsageError):
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `bgcache`: help, click's code
+            text = click_exc.format_message()
+            if text:
+                print(text)
+            return int(getattr(exc, "exit_code", EXIT_USAGE))
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _error(click_exc.format_message() + hint)
+        return EXIT_USAGE
+    if isinstance(exc, _ClickException):
+        _error(click_exc.format_message())
+        return int(getattr(exc, "exit_code", EXIT_ERROR))
+    if isinstance(exc, typer.Abort):
+        _error("aborted")
+        return EXIT_ERROR
+    raise exc
+
+
+class BgcacheGroup(TyperGroup):
+    """The root command group: runs click in non-standalone mode and owns the exit code."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; in standalone mode exit with the codes in the module doc."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except (BgcacheError, _ClickException, typer.Abort) as exc:
+            sys.exit(_report(exc))
+        if rv == EXIT_INTERRUPTED:
+            _error("interrupted")
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(
+    name="bgcache",
+    cls=BgcacheGroup,
+    pretty_exceptions_show_locals=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"bgcache {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the bgcache version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Pools of pre-generated GAN beam-background events for Belle II PXD simulation.
+
+    GAN models (convnet, resnet, ieagan) need torch and a checkpoint; the
+    synthetic generator needs neither and is NOT a physics model. Errors are
+    one line on stderr: exit code 1 for an error, 2 for a usage mistake.
+
+    [bold]Examples[/bold]
+
+        bgcache models
+        bgcache generate --model synthetic --events 200
+        bgcache checkpoint init --model convnet -o demo.pt
+        bgcache checkpoint info demo.pt
+        bgcache generate --model convnet --checkpoint demo.pt --events 3
+    """
+
+
+app.command("models")(models_cmd.models)
+app.command("generate")(generate_cmd.generate)
+app.add_typer(checkpoint_cmd.checkpoint_app, name="checkpoint")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``bgcache`` script.
+
+    Args:
+        argv: arguments without the program name (default: ``sys.argv[1:]``).
+    """
+    app(args=list(argv) if argv is not None else None, prog_name="bgcache")

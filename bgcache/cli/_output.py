@@ -1,0 +1,141 @@
+"""Shared output helpers of the command modules: rich consoles, JSON, number formats.
+
+Imported only inside command functions (it imports rich), never at ``bgcache --version``.
+Human-readable output goes to stdout; progress bars, spinners and notes go to stderr, so
+``--json`` output on stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+def stdout_console() -> Console:
+    """A console on stdout (no automatic highlighting of numbers and paths)."""
+    return Console(highlight=False)
+
+
+def stderr_console() -> Console:
+    """A console on stderr, for progress, spinners and notes."""
+    return Console(stderr=True, highlight=False)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def print_json(obj: Any) -> None:
+    """Print one JSON document on stdout (numpy values converted).
+
+    Example:
+        >>> print_json({"n": np.int64(3)})
+        {
+          "n": 3
+        }
+    """
+    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def note(message: str, *, quiet: bool = False) -> None:
+    """Print a note on stderr unless ``quiet``."""
+    if not quiet:
+        stderr_console().print(f"[dim]bgcache:[/dim] {message}", markup=True)
+
+
+@contextmanager
+def status(message: str, *, quiet: bool = False) -> Iterator[None]:
+    """A spinner on stderr while a long step runs (nothing when ``quiet``)."""
+    if quiet:
+        yield
+        return
+    with stderr_console().status(message):
+        yield
+
+
+class RateColumn(ProgressColumn):
+    """Events per second of a progress task."""
+
+    def render(self, task: Task) -> Text:
+        """The rate as ``12.3 events/s`` (``-`` until known)."""
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("- events/s", style="progress.data.speed")
+        return Text(f"{speed:.3g} events/s", style="progress.data.speed")
+
+
+def event_progress(*, quiet: bool = False) -> Progress:
+    """A progress bar on stderr with count, events/s, elapsed time and ETA."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr_console(),
+        disable=quiet,
+    )
+
+
+def fmt_int(n: int) -> str:
+    """Thousands-separated integer.
+
+    Example:
+        >>> fmt_int(20444865)
+        '20,444,865'
+    """
+    return f"{n:,}"
+
+
+def fmt_pct(x: float | None, digits: int = 3) -> str:
+    """A fraction as a percentage (``-`` for None).
+
+    Example:
+        >>> fmt_pct(0.009123)
+        '0.912 %'
+    """
+    return "-" if x is None else f"{100 * x:.{digits}f} %"
+
+
+def fmt_bytes(n: int) -> str:
+    """A byte count with a binary unit.
+
+    Example:
+        >>> fmt_bytes(81_812_345)
+        '78.0 MiB'
+    """
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover
