@@ -11,9 +11,58 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+@functools.cache
+def _fused_ops_work() -> bool:
+    """Whether oneDNN's fused conv+relu / conv+add ops exist and agree bit for bit with
+    the separate ops (checked once on a small problem)."""
+    try:
+        op = torch.ops.mkldnn._convolution_pointwise
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 8, 12, 20, generator=g)
+        w = torch.randn(8, 8, 3, 3, generator=g)
+        b = torch.randn(8, generator=g)
+        other = torch.randn(2, 8, 12, 20, generator=g)
+        with torch.inference_mode():
+            relu = op(x, w, b, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
+            add = op.binary(x, other, w, b, [1, 1], [1, 1], [1, 1], 1, "add", None, None, [], None)
+            ok_relu = torch.equal(relu, F.relu(F.conv2d(x, w, b, padding=1)))
+            ok_add = torch.equal(add, F.conv2d(x, w, b, padding=1) + other)
+        return bool(ok_relu and ok_add)
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+
+
+def _use_fused(x: Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.float32 and _fused_ops_work()
+
+
+def conv2d_relu(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int) -> Tensor:
+    """``relu(conv2d(x))`` in one pass where oneDNN can fuse it (bit-identical)."""
+    if _use_fused(x):
+        p = [padding, padding]
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, p, [1, 1], [1, 1], 1, "relu", [], ""
+        )
+    return F.relu_(F.conv2d(x, weight, bias, padding=padding))
+
+
+def conv2d_add(
+    x: Tensor, other: Tensor, weight: Tensor, bias: Tensor | None, padding: int
+) -> Tensor:
+    """``conv2d(x) + other`` in one pass where oneDNN can fuse it (bit-identical)."""
+    if _use_fused(x) and other.shape[0] == x.shape[0]:
+        p = [padding, padding]
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, weight, bias, p, [1, 1], [1, 1], 1, "add", None, None, [], None
+        )
+    return F.conv2d(x, weight, bias, padding=padding).add_(other)
 
 
 def fold_bn(
@@ -65,30 +114,40 @@ def upsample_conv_weights(weight: Tensor, bias: Tensor | None) -> tuple[Tensor, 
 
 
 class UpConv(nn.Module):
-    """Low-resolution 3x3 conv with 4x channels + pixel_shuffle == upsample2x + conv."""
+    """Low-resolution 3x3 conv with 4x channels + pixel_shuffle == upsample2x + conv
+    (optionally followed by a ReLU, fused into the conv: it commutes with the shuffle)."""
 
-    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+    def __init__(self, weight: Tensor, bias: Tensor | None, relu: bool = False) -> None:
         super().__init__()
         w, b = upsample_conv_weights(weight, bias)
         self.weight = nn.Parameter(w, requires_grad=False)
         self.bias = None if b is None else nn.Parameter(b, requires_grad=False)
+        self.relu = relu
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.relu:
+            return F.pixel_shuffle(conv2d_relu(x, self.weight, self.bias, 1), 2)
         return F.pixel_shuffle(F.conv2d(x, self.weight, self.bias, padding=1), 2)
 
 
 class Conv(nn.Module):
-    """A frozen convolution with explicit padding (weights already folded)."""
+    """A frozen convolution with explicit padding (weights already folded), optionally
+    followed by a fused ReLU."""
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, padding: int) -> None:
+    def __init__(
+        self, weight: Tensor, bias: Tensor | None, padding: int, relu: bool = False
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
         self.bias = (
             None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         )
         self.padding = padding
+        self.relu = relu
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.relu:
+            return conv2d_relu(x, self.weight, self.bias, self.padding)
         return F.conv2d(x, self.weight, self.bias, padding=self.padding)
 
 
@@ -136,25 +195,33 @@ def upsample_conv3_phase_weights(
     return out.reshape(4 * cout, cin, 2, 2).float(), new_bias
 
 
-class UpConv3(nn.Module):
-    """Exact, cheaper form of nearest-upsample x2 followed by a 3x3 conv (padding 1)."""
+def upconv3(x: Tensor, weight: Tensor, bias: Tensor | None, relu: bool = False) -> Tensor:
+    """Apply phase weights from :func:`upsample_conv3_phase_weights` (see there)."""
+    n, _, h, w = x.shape
+    cout = weight.shape[0] // 4
+    # a 2x2 kernel with padding 1 reads the input padded by one: output (h+1, w+1)
+    c = conv2d_relu(x, weight, bias, 1) if relu else F.conv2d(x, weight, bias, padding=1)
+    c = c.view(n, cout, 2, 2, h + 1, w + 1)
+    out = x.new_empty(n, cout, h, 2, w, 2)
+    for a in range(2):
+        for b in range(2):
+            out[:, :, :, a, :, b] = c[:, :, a, b, a : a + h, b : b + w]
+    return out.view(n, cout, 2 * h, 2 * w)
 
-    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+
+class UpConv3(nn.Module):
+    """Exact, cheaper form of nearest-upsample x2 followed by a 3x3 conv (padding 1),
+    optionally followed by a ReLU (fused into the conv: it commutes with the gather)."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, relu: bool = False) -> None:
         super().__init__()
         w, b = upsample_conv3_phase_weights(weight, bias)
         self.weight = nn.Parameter(w, requires_grad=False)
         self.bias = None if b is None else nn.Parameter(b, requires_grad=False)
-        self.cout = weight.shape[0]
+        self.relu = relu
 
     def forward(self, x: Tensor) -> Tensor:
-        n, _, h, w = x.shape
-        c = F.conv2d(F.pad(x, (1, 1, 1, 1)), self.weight, self.bias)  # (n, 4*cout, h+1, w+1)
-        c = c.view(n, self.cout, 2, 2, h + 1, w + 1)
-        out = x.new_empty(n, self.cout, h, 2, w, 2)
-        for a in range(2):
-            for b in range(2):
-                out[:, :, :, a, :, b] = c[:, :, a, b, a : a + h, b : b + w]
-        return out.view(n, self.cout, 2 * h, 2 * w)
+        return upconv3(x, self.weight, self.bias, self.relu)
 
 
 def add_upsampled_(out: Tensor, low: Tensor) -> Tensor:

@@ -235,8 +235,6 @@ def postprocess(y: Tensor, name: str, *, truncate: bool = True) -> Tensor:
 # -- the generator -----------------------------------------------------------------------
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-#: Images per forward call of the fast path on CPU (content does not depend on it).
-CPU_CHUNK_IMAGES = 4
 
 
 @dataclass
@@ -292,7 +290,7 @@ class TorchGenerator:
         # On CPU the fast path runs an event in chunks of a few images, which keeps the
         # large late-stage tensors cache-sized; images are independent in eval mode.
         self.chunk = (
-            CPU_CHUNK_IMAGES if (self.optimize and self.device.type == "cpu") else N_SENSORS
+            getattr(net, "cpu_chunk", N_SENSORS) if self.device.type == "cpu" else N_SENSORS
         )
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.dtype = dtype

@@ -228,9 +228,11 @@ def _calibrate_norms(net: Any, z: Any) -> np.ndarray:
     torch = _torch.import_torch()
 
     def hook(module: Any, args: tuple[Any, ...]) -> None:
-        x = args[0].double()
-        mean = x.mean(dim=(0, 2, 3))
-        var = x.var(dim=(0, 2, 3), unbiased=False)
+        # numpy's float64 reductions are single-threaded and deterministic; torch's
+        # multi-threaded ones depend on the thread count, which would change the file
+        x = args[0].detach().numpy()
+        mean = torch.from_numpy(np.mean(x, axis=(0, 2, 3), dtype=np.float64))
+        var = torch.from_numpy(np.var(x, axis=(0, 2, 3), dtype=np.float64))
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.copy_(mean)
             module.running_var.copy_(var)

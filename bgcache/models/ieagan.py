@@ -20,7 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgcache.models._layers import Conv, UpConv3, add_upsampled_
+from bgcache.models._layers import (
+    Conv,
+    add_upsampled_,
+    conv2d_add,
+    conv2d_relu,
+    upconv3,
+    upsample_conv3_phase_weights,
+)
 
 LATENT_DIM = 128
 N_CLASSES = 40
@@ -233,40 +240,55 @@ class IEAGAN(nn.Module):
 
 
 class _FastGBlock(nn.Module):
-    """One GBlock with spectral norms resolved and the 3x3 conv after the upsample done
-    at low resolution (conv + pixel_shuffle); ccbn applied as per-sample scale/shift."""
+    """One GBlock for one image at a time, with its class-conditional norms folded.
+
+    For a single image the ccbn gains are constants, so bn2, bn3 and bn4 (and their ReLUs)
+    fold into conv1, conv2 and conv3 of that call; only bn1 (whose input is also the skip
+    branch) stays an elementwise pass. conv2 after the upsample runs as one 2x2 conv at low
+    resolution; the skip is added by broadcasting (upsampling) or fused into conv4.
+    """
 
     def __init__(self, block: GBlock) -> None:
         super().__init__()
         self.cout, self.cin, self.upsample = block.cout, block.cin, block.upsample
-        self.conv1 = Conv(block.conv1.normalized_weight(), block.conv1.bias, 0)
-        w2 = block.conv2.normalized_weight()
-        self.conv2: nn.Module = (
-            UpConv3(w2, block.conv2.bias) if block.upsample else Conv(w2, block.conv2.bias, 1)
-        )
-        self.conv3 = Conv(block.conv3.normalized_weight(), block.conv3.bias, 1)
-        self.conv4 = Conv(block.conv4.normalized_weight(), block.conv4.bias, 0)
+        w2, b2 = block.conv2.normalized_weight(), block.conv2.bias
+        if block.upsample:
+            w2, b2 = upsample_conv3_phase_weights(w2, b2)
+        for name, (w, b) in {
+            "1": (block.conv1.normalized_weight(), block.conv1.bias),
+            "2": (w2, b2),
+            "3": (block.conv3.normalized_weight(), block.conv3.bias),
+            "4": (block.conv4.normalized_weight(), block.conv4.bias),
+        }.items():
+            self.register_buffer(f"w{name}", w.detach().clone())
+            self.register_buffer(f"b{name}", b.detach().clone())
 
     def forward(self, x: Tensor, ss: list[tuple[Tensor, Tensor]]) -> Tensor:
+        """x: (1, cin, H, W); ss: per-channel (scale, shift) of bn1..bn4 for this image."""
         (s1, t1), (s2, t2), (s3, t3), (s4, t4) = ss
-        h = self.conv1(F.relu_(torch.addcmul(t1, x, s1)))
-        h = F.relu_(torch.addcmul(t2, h, s2))
-        if self.cin != self.cout:
-            x = x[:, : self.cout]
-        h = self.conv2(h)
-        h = self.conv3(F.relu_(torch.addcmul(t3, h, s3)))
-        h = self.conv4(F.relu_(torch.addcmul(t4, h, s4)))
+        h = F.relu_(torch.addcmul(t1.view(1, -1, 1, 1), x, s1.view(1, -1, 1, 1)))
+        h = conv2d_relu(h, self.w1 * s2.view(-1, 1, 1, 1), torch.addcmul(t2, self.b1, s2), 0)
+        if self.upsample:
+            s3r, t3r = s3.repeat_interleave(4), t3.repeat_interleave(4)
+            h = upconv3(
+                h, self.w2 * s3r.view(-1, 1, 1, 1), torch.addcmul(t3r, self.b2, s3r), relu=True
+            )
+        else:
+            h = conv2d_relu(h, self.w2 * s3.view(-1, 1, 1, 1), torch.addcmul(t3, self.b2, s3), 1)
+        h = conv2d_relu(h, self.w3 * s4.view(-1, 1, 1, 1), torch.addcmul(t4, self.b3, s4), 1)
         if not self.upsample:
-            return h.add_(x)
-        return add_upsampled_(h, x)
+            return conv2d_add(h, x, self.w4, self.b4, 0)
+        out = F.conv2d(h, self.w4, self.b4)
+        return add_upsampled_(out, x[:, : self.cout])
 
 
 class FastIEAGAN(nn.Module):
     """Exact fast form of :class:`IEAGAN` for the 40 sensor labels.
 
     Spectral norms and the relational label embedding are computed once here; all 48
-    class-conditional gains and biases come from one matrix product per batch and are
-    folded with the stored statistics into per-sample scale/shift pairs.
+    class-conditional gains and biases of a batch come from one matrix product and are
+    combined with the stored statistics into per-image scale/shift vectors, which the
+    blocks fold into their convolutions (images run one at a time).
     """
 
     def __init__(self, plain: IEAGAN) -> None:
@@ -274,10 +296,8 @@ class FastIEAGAN(nn.Module):
         with torch.no_grad():
             labels = torch.arange(N_CLASSES)
             self.register_buffer("label_embedding", plain.condition(labels).clone())
-            self.linear_w = nn.Parameter(
-                plain.linear.normalized_weight().clone(), requires_grad=False
-            )
-            self.linear_b = nn.Parameter(plain.linear.bias.detach().clone(), requires_grad=False)
+            self.register_buffer("linear_w", plain.linear.normalized_weight().clone())
+            self.register_buffer("linear_b", plain.linear.bias.detach().clone())
             gains, biases, means, rstd, sizes = [], [], [], [], []
             for blocklist in plain.blocks:
                 for block in blocklist:
@@ -307,20 +327,20 @@ class FastIEAGAN(nn.Module):
         n = z.shape[0]
         emb = self.label_embedding if labels is None else self.label_embedding[labels]
         y = torch.cat([emb.repeat(n // emb.shape[0], 1), z], 1)
-        h = F.linear(y, self.linear_w, self.linear_b).view(n, -1, 4, 12)
+        h0 = F.linear(y, self.linear_w, self.linear_b).view(n, -1, 4, 12)
         gb = torch.matmul(y, self.cond_w.t())
         total = gb.shape[1] // 2
-        gain = (1 + gb[:, :total]) * self.bn_rstd
-        shift = gb[:, total:] - self.bn_mean * gain
-        scales = torch.split(gain, self.sizes, dim=1)
-        shifts = torch.split(shift, self.sizes, dim=1)
-        k = 0
-        for block in self.blocks:
-            ss = [
-                (scales[k + j].reshape(n, -1, 1, 1), shifts[k + j].reshape(n, -1, 1, 1))
-                for j in range(4)
-            ]
-            h = block(h, ss)
-            k += 4
-        h = F.relu_(torch.addcmul(self.out_shift, h, self.out_scale))
-        return torch.tanh(self.out_conv(h))
+        scale = (1 + gb[:, :total]) * self.bn_rstd
+        shift = gb[:, total:] - self.bn_mean * scale
+        outs = []
+        for i in range(n):
+            scales = torch.split(scale[i], self.sizes)
+            shifts = torch.split(shift[i], self.sizes)
+            h = h0[i : i + 1]
+            for k, block in enumerate(self.blocks):
+                h = block(
+                    h, list(zip(scales[4 * k : 4 * k + 4], shifts[4 * k : 4 * k + 4], strict=True))
+                )
+            h = F.relu_(torch.addcmul(self.out_shift, h, self.out_scale))
+            outs.append(torch.tanh(self.out_conv(h)))
+        return torch.cat(outs)

@@ -100,7 +100,7 @@ class _FastBlock(nn.Module):
             n2.bias,
             n2.eps,
         )
-        self.up1 = UpConv3(w, b)
+        self.up1 = UpConv3(w, b, relu=True)
         w2, b2 = _scaled(block.conv2.weight, block.conv2.bias, next_scale, next_shift)
         self.conv2 = Conv(w2, b2, padding=1)
         ws = block.conv.weight.double()[:, :, 0, 0]
@@ -110,7 +110,7 @@ class _FastBlock(nn.Module):
         self.short = Conv(ws_out.float()[:, :, None, None], (bs * next_scale).float(), padding=0)
 
     def forward(self, xn: Tensor) -> Tensor:
-        h = F.relu_(self.up1(F.relu(xn)))
+        h = self.up1(F.relu(xn))
         return add_upsampled_(self.conv2(h), self.short(xn))
 
 
@@ -147,6 +147,9 @@ class FastResNet(nn.Module):
         )
         self.conv = Conv(plain.conv.weight, plain.conv.bias, padding=1)
         self.requires_grad_(False)
+
+    #: images per forward call on CPU (keeps late tensors cache-sized; content-neutral)
+    cpu_chunk = 4
 
     def forward(self, z: Tensor) -> Tensor:
         h = F.linear(z, self.fc_w, self.fc_b).view(-1, 256, 8, 24)
