@@ -292,6 +292,8 @@ class TorchGenerator:
         self.chunk = (
             getattr(net, "cpu_chunk", N_SENSORS) if self.device.type == "cpu" else N_SENSORS
         )
+        if self.device.type == "cpu" and hasattr(net, "cpu_memory_format"):
+            net = net.to(memory_format=net.cpu_memory_format)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.dtype = dtype
         self.net = net.to(dtype).eval()

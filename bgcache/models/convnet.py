@@ -10,9 +10,10 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgcache.models._layers import Conv, UpConv, fold_bn
+from bgcache.models._layers import UpConv, fold_bn
 
 LATENT_DIM = 96
 _CHANNELS = (512, 512, 256, 128, 64, 32)
@@ -51,14 +52,26 @@ class ConvNet(nn.Module):
 
 
 class FastConvNet(nn.Module):
-    """Exact rewrite: BN folded into convs, every upsample+conv as low-res conv + pixel_shuffle."""
+    """Exact rewrite of :class:`ConvNet`.
+
+    * fc and the first conv (+ its batch norm) are both affine with nothing in between, so
+      they compose into one linear layer 96 -> 512*8*24, computed once here: the first
+      5x5 conv (a quarter of the fast path's multiply-adds) disappears;
+    * every other batch norm is folded into its conv, and every upsample + 5x5 conv runs
+      as a 3x3 conv with 4x the channels at low resolution + pixel_shuffle, with the ReLU
+      fused into the conv (it commutes with the shuffle).
+    """
+
+    #: images per forward call on CPU (keeps late tensors cache-sized; fixed: results
+    #: depend on it at the float-rounding level)
+    cpu_chunk = 4
+    #: memory format on CPU (oneDNN runs these convs fastest in NHWC)
+    cpu_memory_format = torch.channels_last
 
     def __init__(self, plain: ConvNet) -> None:
         super().__init__()
-        self.fc = nn.Linear(LATENT_DIM, 512 * 8 * 24)
-        self.fc.load_state_dict(plain.fc.state_dict())
         f = plain.features
-        w, b = fold_bn(
+        w0, b0 = fold_bn(
             f[0].weight,
             f[0].bias,
             f[1].running_mean,
@@ -67,7 +80,13 @@ class FastConvNet(nn.Module):
             f[1].bias,
             f[1].eps,
         )
-        self.first = Conv(w, b, padding=2, relu=True)
+        with torch.no_grad():
+            # conv0(A z + c) = (conv0 o A) z + conv0(c): push fc's columns through conv0
+            cols = plain.fc.weight.t().reshape(LATENT_DIM, 512, 8, 24)
+            weight = F.conv2d(cols, w0, None, padding=2).reshape(LATENT_DIM, -1).t()
+            bias = F.conv2d(plain.fc.bias.reshape(1, 512, 8, 24), w0, b0, padding=2).reshape(-1)
+        self.fc_w = nn.Parameter(weight.contiguous(), requires_grad=False)
+        self.fc_b = nn.Parameter(bias.contiguous(), requires_grad=False)
         ups: list[nn.Module] = []
         for i in (4, 8, 12, 16):
             conv, bn = f[i], f[i + 1]
@@ -79,11 +98,10 @@ class FastConvNet(nn.Module):
         self.last = UpConv(f[20].weight, f[20].bias)
         self.requires_grad_(False)
 
-    #: images per forward call on CPU (keeps late tensors cache-sized; content-neutral)
-    cpu_chunk = 4
-
     def forward(self, z: Tensor) -> Tensor:
-        h = self.first(self.fc(z).view(-1, 512, 8, 24))
+        h = F.relu_(F.linear(z, self.fc_w, self.fc_b)).view(-1, 512, 8, 24)
+        if self.last.weight.is_contiguous(memory_format=torch.channels_last):
+            h = h.contiguous(memory_format=torch.channels_last)
         for up in self.ups:
             h = up(h)
         return torch.tanh(self.last(h))

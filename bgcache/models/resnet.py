@@ -149,7 +149,7 @@ class FastResNet(nn.Module):
         self.requires_grad_(False)
 
     #: images per forward call on CPU (keeps late tensors cache-sized; content-neutral)
-    cpu_chunk = 4
+    cpu_chunk = 2
 
     def forward(self, z: Tensor) -> Tensor:
         h = F.linear(z, self.fc_w, self.fc_b).view(-1, 256, 8, 24)
