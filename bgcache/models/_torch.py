@@ -293,7 +293,9 @@ class TorchGenerator:
             getattr(net, "cpu_chunk", N_SENSORS) if self.device.type == "cpu" else N_SENSORS
         )
         if self.device.type == "cpu" and hasattr(net, "cpu_memory_format"):
-            net = net.to(memory_format=net.cpu_memory_format)
+            fmt: torch.memory_format = getattr(net, "cpu_memory_format")  # noqa: B009
+            # nn.Module.to accepts memory_format at run time; torch's stubs omit it
+            net = net.to(memory_format=fmt)  # type: ignore[call-overload]
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.dtype = dtype
         self.net = net.to(dtype).eval()
