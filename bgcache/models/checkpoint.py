@@ -12,6 +12,7 @@ file still loads with ``strict=True`` anywhere, basf2 included).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -192,10 +193,16 @@ def init_checkpoint(
     meta = getattr(net.state_dict(), "_metadata", None)
     state._metadata = OrderedDict(meta or {})  # type: ignore[attr-defined]
     state._metadata["bgcache"] = demo  # type: ignore[attr-defined]
+    # Serialise in memory: torch.save to a path names the archive after the file, so the
+    # bytes (and sha256) would depend on the file name. Then write atomically.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
     try:
-        torch.save(state, tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
         Path(tmp).replace(out)
     finally:
         if Path(tmp).exists():
