@@ -28,6 +28,18 @@ class InvalidKeyError(UsageError):
     """An event key (seed, index) is malformed."""
 
 
+class ConfigError(UsageError):
+    """A config file (``--config``) is unreadable, not TOML, or has an unknown key or a bad value.
+
+    A usage mistake (the CLI exits with code 2): a config file stands for command-line
+    options, so its mistakes get the exit code of the same mistakes on the command line.
+    """
+
+
+class ConfigNotFoundError(ConfigError, FileNotFoundError):
+    """A config file does not exist."""
+
+
 class UnknownModelError(BgcacheError, LookupError):
     """No generator of that name is registered."""
 

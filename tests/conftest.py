@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -13,11 +14,16 @@ Invoke = Callable[..., Result]
 
 
 @pytest.fixture
-def cli() -> Invoke:
+def cli(monkeypatch: pytest.MonkeyPatch) -> Invoke:
     """Run ``bgcache ARGS...`` in process; returns typer's ``Result`` (stdout, stderr, exit_code).
+
+    ``BGCACHE_*`` environment variables of the caller's shell are removed (they set option
+    values); a test sets its own with ``monkeypatch.setenv``.
 
     Example: ``result = cli("generate", "--model", "synthetic", "-n", "2")``.
     """
+    for name in [n for n in os.environ if n.startswith("BGCACHE_")]:
+        monkeypatch.delenv(name)
     runner = CliRunner()
 
     def invoke(*args: str | Sequence[str]) -> Result:

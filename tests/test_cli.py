@@ -241,6 +241,120 @@ def test_gan_without_torch_is_one_line(
     assert_one_line_error(cli("checkpoint", "info", str(ckpt)), 1, "PyTorch", "pip install")
 
 
+# -- generate: config files and environment variables ------------------------------------
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def write_config(tmp_path: Path, text: str, name: str = "c.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_generate_help_shows_config(cli: Invoke) -> None:
+    result = cli("generate", "--help")
+    assert "--config" in result.stdout and "BGCACHE_CONFIG" in result.stdout
+    assert "bgcache generate --config configs/demo.toml" in result.stdout
+
+
+def test_generate_with_demo_config_and_command_line_override(cli: Invoke) -> None:
+    out = parse_json(cli("generate", "--config", str(CONFIGS / "demo.toml"), "-n", "5", "--json"))
+    # model and seed from the file (no --model needed), events from the command line
+    assert (out["model"], out["seed"], out["events"]) == ("synthetic", 0, 5)
+    assert out["physics_model"] is False
+
+
+def test_generate_config_values_and_command_table(cli: Invoke, tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        'model = "synthetic"\nseed = 7\nevents = 50\n'
+        "[generate]\nevents = 2\nfirst-index = 3\njson = true\nquiet = true\n",
+    )
+    result = cli("generate", "--config", str(path))
+    out = parse_json(result)  # `json = true` in the file
+    assert (out["seed"], out["events"], out["first_index"]) == (7, 2, 3)
+    assert result.stderr == ""  # `quiet = true`: no progress bar
+
+
+def test_generate_precedence_cli_env_config_default(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, 'model = "synthetic"\nevents = 3\nseed = 5\n')
+
+    def run(*args: str) -> dict[str, Any]:
+        out = parse_json(cli("generate", "--config", str(path), "-q", "--json", *args))
+        return {k: out[k] for k in ("events", "seed", "first_index")}
+
+    assert run() == {"events": 3, "seed": 5, "first_index": 0}  # config > default
+    monkeypatch.setenv("BGCACHE_EVENTS", "2")
+    monkeypatch.setenv("BGCACHE_FIRST_INDEX", "4")
+    assert run() == {"events": 2, "seed": 5, "first_index": 4}  # env > config, env > default
+    assert run("-n", "1", "--seed", "6") == {"events": 1, "seed": 6, "first_index": 4}  # CLI wins
+
+
+def test_generate_config_from_environment(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "BGCACHE_CONFIG", str(write_config(tmp_path, 'model = "synthetic"\nseed = 8\n'))
+    )
+    out = parse_json(cli("generate", "-n", "1", "-q", "--json"))
+    assert (out["model"], out["seed"]) == ("synthetic", 8)
+    other = write_config(tmp_path, 'model = "synthetic"\nseed = 9\n', name="other.toml")
+    out = parse_json(cli("generate", "--config", str(other), "-n", "1", "-q", "--json"))
+    assert out["seed"] == 9  # --config wins over BGCACHE_CONFIG
+
+
+def test_generate_options_from_environment(cli: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BGCACHE_MODEL", "synthetic")
+    monkeypatch.setenv("BGCACHE_SEED", "-3")
+    monkeypatch.setenv("BGCACHE_OPTIMIZE", "false")
+    out = parse_json(cli("generate", "-n", "1", "-q", "--json"))
+    assert (out["model"], out["seed"], out["optimize"]) == ("synthetic", -3, False)
+
+
+BAD_CONFIG = [
+    pytest.param(None, ["does not exist"], id="missing-file"),
+    pytest.param("", ["is a directory"], id="directory"),
+    pytest.param('model = "synthetic\n', ["not valid TOML", "line 1, column"], id="malformed"),
+    pytest.param("evnts = 3\n", ["unknown key 'evnts'", "did you mean 'events'"], id="unknown-key"),
+    pytest.param(
+        "seed = true\n", ["'seed'", "an integer", "found boolean true"], id="bool-for-int"
+    ),
+    pytest.param("[generat]\nseed = 1\n", ["unknown table [generat]"], id="unknown-table"),
+    pytest.param("events = 0\n", ["--events", "value from config file"], id="out-of-range"),
+    pytest.param("config = 'x.toml'\n", ["unknown key 'config'"], id="config-in-config"),
+]
+
+
+@pytest.mark.parametrize(("text", "needles"), BAD_CONFIG)
+def test_generate_bad_config_is_one_line(
+    cli: Invoke, tmp_path: Path, text: str | None, needles: list[str]
+) -> None:
+    if text is None:
+        path = tmp_path / "nope.toml"
+    elif text == "":
+        path = tmp_path
+    else:
+        path = write_config(tmp_path, text)
+    result = cli("generate", "--model", "synthetic", "--config", str(path))
+    line = assert_one_line_error(result, 2, *needles)
+    assert str(path) in line
+    assert result.stdout == ""
+
+
+def test_generate_config_checkpoint_is_relative_to_the_file(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    (tmp_path / "configs").mkdir()
+    write_config(tmp_path / "configs", 'model = "resnet"\ncheckpoint = "nope.pt"\n')
+    monkeypatch.chdir(tmp_path)
+    result = cli("generate", "--config", "configs/c.toml", "-n", "1")
+    assert_one_line_error(result, 1, str(Path("configs") / "nope.pt"), "does not exist")
+
+
 # -- checkpoint: errors that need no network run ------------------------------------------
 
 

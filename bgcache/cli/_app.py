@@ -5,9 +5,11 @@ Exit codes (the one place where exceptions become exit codes):
 * 0: success.
 * 1: a :class:`~bgcache.errors.BgcacheError` (missing file, unreadable or mismatching
   checkpoint, missing optional dependency...): one line ``bgcache: error: ...`` on stderr.
-* 2: a usage mistake: :class:`~bgcache.errors.UsageError`, an unknown model name
+* 2: a usage mistake: :class:`~bgcache.errors.UsageError` (a bad config file,
+  :class:`~bgcache.errors.ConfigError`, included), an unknown model name
   (:class:`~bgcache.errors.UnknownModelError`) or a command-line parsing error (unknown
-  option, missing option, value of the wrong type or out of range).
+  option, missing option, value of the wrong type or out of range). A bad value that came
+  from a config file names the file.
 * 130: interrupted (Ctrl-C).
 
 Anything else is a bug and keeps its traceback (without locals: they can be huge tensors).
@@ -27,6 +29,7 @@ from typer.core import TyperGroup
 
 from bgcache._version import __version__
 from bgcache.cli import checkpoint_cmd, generate_cmd, models_cmd
+from bgcache.cli._config import config_origin
 from bgcache.errors import BgcacheError, UnknownModelError, UsageError
 
 #: Exit code of a bgcache error (not a usage mistake).
@@ -87,6 +90,9 @@ def _report(exc: BaseException) -> int:
             return int(getattr(exc, "exit_code", EXIT_USAGE))
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        origin = config_origin(ctx, getattr(getattr(exc, "param", None), "name", None))
+        if ctx is not None and origin is not None:  # a bad value from --config: name the file
+            hint = f" (value from config file '{origin}'; see '{ctx.command_path} --help')"
         _error(click_exc.format_message() + hint)
         return EXIT_USAGE
     if isinstance(exc, _ClickException):

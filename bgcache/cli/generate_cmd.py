@@ -3,6 +3,9 @@
 Until the pool store exists this is the main job: it runs a generator on a stream of
 event keys (seed, first_index ... first_index + events - 1), one event at a time, and
 compares occupancy and charge with the Geant4 reference figures.
+
+Options can also come from environment variables (``BGCACHE_MODEL``, ``BGCACHE_SEED``...)
+and from a config file (``--config``, see :mod:`bgcache.cli._config`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,18 @@ from typing import Annotated, Any
 
 import typer
 
+from bgcache.cli._config import ConfigOption
+
 
 def generate(
     model: Annotated[
         str,
         typer.Option(
-            "--model", "-m", help="Generator name (see 'bgcache models').", show_default=False
+            "--model",
+            "-m",
+            envvar="BGCACHE_MODEL",
+            help="Generator name (see 'bgcache models').",
+            show_default=False,
         ),
     ],
     checkpoint: Annotated[
@@ -26,28 +35,49 @@ def generate(
         typer.Option(
             "--checkpoint",
             "-c",
+            envvar="BGCACHE_CHECKPOINT",
             help="State_dict file of a GAN model (ignored by synthetic).",
             show_default=False,
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed of the event stream, an integer in [-2**63, 2**63-1].")
+        int,
+        typer.Option(
+            envvar="BGCACHE_SEED", help="Seed of the event stream, an integer in [-2**63, 2**63-1]."
+        ),
     ] = 0,
     events: Annotated[
-        int, typer.Option("--events", "-n", min=1, help="Number of events to generate.")
+        int,
+        typer.Option(
+            "--events", "-n", min=1, envvar="BGCACHE_EVENTS", help="Number of events to generate."
+        ),
     ] = 10,
     first_index: Annotated[
-        int, typer.Option("--first-index", min=0, help="Index of the first event key.")
+        int,
+        typer.Option(
+            "--first-index",
+            min=0,
+            envvar="BGCACHE_FIRST_INDEX",
+            help="Index of the first event key.",
+        ),
     ] = 0,
-    device: Annotated[str, typer.Option(help="Torch device of GAN models: cpu, cuda, cuda:N.")] = (
-        "cpu"
-    ),
-    nintra: Annotated[int, typer.Option(help="Intra-op threads (like the basf2 module).")] = 1,
-    ninter: Annotated[int, typer.Option(help="Inter-op threads (like the basf2 module).")] = 1,
+    device: Annotated[
+        str,
+        typer.Option(
+            envvar="BGCACHE_DEVICE", help="Torch device of GAN models: cpu, cuda, cuda:N."
+        ),
+    ] = "cpu",
+    nintra: Annotated[
+        int, typer.Option(envvar="BGCACHE_NINTRA", help="Intra-op threads (like the basf2 module).")
+    ] = 1,
+    ninter: Annotated[
+        int, typer.Option(envvar="BGCACHE_NINTER", help="Inter-op threads (like the basf2 module).")
+    ] = 1,
     optimize: Annotated[
         bool,
         typer.Option(
             "--optimize/--no-optimize",
+            envvar="BGCACHE_OPTIMIZE",
             help="Fast exact inference path, or the plain layer-by-layer forward pass.",
         ),
     ] = True,
@@ -55,8 +85,12 @@ def generate(
         bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")
     ] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")
+        bool,
+        typer.Option(
+            "--quiet", "-q", envvar="BGCACHE_QUIET", help="No progress bar or notes on stderr."
+        ),
     ] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Generate events with a model and compare them with the Geant4 reference.
 
@@ -68,18 +102,26 @@ def generate(
     torch and a checkpoint ('bgcache checkpoint init' makes an untrained
     demo one); synthetic needs neither and is NOT a physics model.
 
+    Option values come from the command line, else from environment
+    variables (BGCACHE_SEED, BGCACHE_EVENTS...), else from the config file
+    (--config or BGCACHE_CONFIG), else from the defaults shown below.
+
     [bold]Examples[/bold]
 
         bgcache generate --model synthetic --events 200
         bgcache generate -m synthetic --seed 42 --first-index 1000 -n 50 --json
         bgcache checkpoint init --model convnet -o demo.pt
         bgcache generate -m convnet -c demo.pt --events 3 --nintra 2
+        bgcache generate --config configs/demo.toml
+        bgcache generate --config configs/demo.toml -n 5 --json
+        BGCACHE_CONFIG=configs/convnet-cpu.toml bgcache generate --nintra 2
     """
     from bgcache.cli._output import event_progress, note, print_json, status
     from bgcache.cli._summary import EventSummary
     from bgcache.models import get_spec, load_model, validate_threads
     from bgcache.seeding import EventKey, validate_index, validate_seed
 
+    del config  # already applied: its callback made the file's values the options' defaults
     seed = validate_seed(seed)
     nintra, ninter = validate_threads(nintra, ninter)
     first_index = validate_index(first_index)
