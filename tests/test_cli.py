@@ -134,6 +134,7 @@ def test_generate_synthetic_json(cli: Invoke) -> None:
     assert out["physics_model"] is False
     assert "NOT a physics model" in out["note"]
     assert out["metadata"]["model"] == "synthetic"
+    assert out["precision"] == "fp32"
 
 
 def test_generate_is_deterministic_per_key(cli: Invoke) -> None:
@@ -189,6 +190,7 @@ BAD_GENERATE = [
     pytest.param(["--first-index", "-1"], 2, ["--first-index"], id="first-index-negative"),
     pytest.param(["--first-index", str(2**64 - 1), "-n", "2"], 2, ["index"], id="index-overflow"),
     pytest.param(["--bogus"], 2, ["--bogus"], id="unknown-option"),
+    pytest.param(["--precision", "bf16"], 2, ["precision", "fp32"], id="precision-synthetic"),
 ]
 
 

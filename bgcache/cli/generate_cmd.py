@@ -81,6 +81,16 @@ def generate(
             help="Fast exact inference path, or the plain layer-by-layer forward pass.",
         ),
     ] = True,
+    precision: Annotated[
+        str,
+        typer.Option(
+            envvar="BGCACHE_PRECISION",
+            help=(
+                "Network precision of GAN models: fp32 (default, exact), or an explicit "
+                "bf16/fp16 that changes pixels (see docs/performance.md)."
+            ),
+        ),
+    ] = "fp32",
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")
     ] = False,
@@ -134,7 +144,13 @@ def generate(
     t0 = time.perf_counter()
     with status(f"loading {model}...", quiet=quiet or not spec.needs_torch):
         gen = load_model(
-            model, checkpoint, device=device, optimize=optimize, nintra=nintra, ninter=ninter
+            model,
+            checkpoint,
+            device=device,
+            optimize=optimize,
+            nintra=nintra,
+            ninter=ninter,
+            precision=precision,
         )
     load_seconds = time.perf_counter() - t0
 
@@ -158,6 +174,7 @@ def generate(
         "events": events,
         "device": device,
         "optimize": optimize,
+        "precision": precision,
         "nintra": nintra,
         "ninter": ninter,
         "load_seconds": load_seconds,
