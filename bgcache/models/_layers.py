@@ -7,6 +7,12 @@
   upsampled rows 2i+a+t-p, i.e. low rows i + floor((a+t-p)/2): the kernel taps that
   land on the same low-resolution row are summed. Mathematically exact; only the
   floating-point summation order changes.
+* :func:`upsample_conv3_phase_weights` / :func:`upconv3`: for 3 x 3 kernels each output
+  phase only needs a 2 x 2 window, so one 2 x 2 convolution gives all four phases (4/9 of
+  the multiply-adds of the 3 x 3 form).
+* :func:`conv2d_relu` / :func:`conv2d_add`: oneDNN's fused conv+ReLU and conv+add where
+  available; bit-identical to the separate ops (checked once at run time), else those.
+* :func:`add_upsampled_` adds a nearest-upsampled tensor without materialising it.
 """
 
 from __future__ import annotations
@@ -149,21 +155,6 @@ class Conv(nn.Module):
         if self.relu:
             return conv2d_relu(x, self.weight, self.bias, self.padding)
         return F.conv2d(x, self.weight, self.bias, padding=self.padding)
-
-
-def bn_scale_shift(bn: nn.Module, eps: float) -> tuple[Tensor, Tensor]:
-    """Per-channel (scale, shift) of an eval-mode batch norm with running statistics."""
-    mean = getattr(bn, "running_mean", None)
-    if mean is None:
-        mean = bn.stored_mean
-        var = bn.stored_var
-        gamma, beta = bn.gain, bn.bias
-    else:
-        var = bn.running_var
-        gamma, beta = bn.weight, bn.bias
-    scale = torch.rsqrt(var.double() + eps) * gamma.double()
-    shift = beta.double() - mean.double() * scale
-    return scale.float(), shift.float()
 
 
 def upsample_conv3_phase_weights(
