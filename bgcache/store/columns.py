@@ -1,0 +1,152 @@
+"""Column encoding of a block of sparse events (numpy only).
+
+A block of n events is three columns:
+
+* ``counts`` (uint32, n): hits per event; offsets are their cumulative sum (CSR);
+* ``index_delta`` (uint32, total hits): each event's packed pixel indices
+  (``sensor*192000 + u*768 + v``, sorted) delta-coded *within the event*: the first value
+  is the absolute index, the others the differences to the previous hit (all > 0);
+* ``charge`` (uint8, total hits).
+
+Delta coding per event keeps every event decodable on its own (random access needs only
+its slice) and makes the index column compress to ~1 byte/hit with Blosc zstd + byte
+shuffle (see ``benchmarks/encodings.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bgcache.errors import EventError
+from bgcache.geometry import N_SENSORS, PIXELS_PER_SENSOR
+from bgcache.hits import SparseEvent
+
+_N_PIXELS = N_SENSORS * PIXELS_PER_SENSOR
+
+
+@dataclass(frozen=True)
+class PackedBlock:
+    """The columns of a block of events (see the module docstring)."""
+
+    counts: np.ndarray
+    index_delta: np.ndarray
+    charge: np.ndarray
+
+    @property
+    def n_events(self) -> int:
+        """Events in the block."""
+        return int(self.counts.shape[0])
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Start of each event's hits, plus the total at the end (uint64, n + 1)."""
+        out = np.zeros(self.n_events + 1, dtype=np.uint64)
+        np.cumsum(self.counts, out=out[1:])
+        return out
+
+
+def pack_block(events: Sequence[SparseEvent]) -> PackedBlock:
+    """Encode events into block columns.
+
+    Raises:
+        EventError: an event has charges that do not fit uint8 (merged events are not
+            pool content).
+
+    Example:
+        >>> a = SparseEvent([0, 0], [0, 1], [5, 0], [9, 7])
+        >>> b = SparseEvent([1], [0], [0], [3])
+        >>> blk = pack_block([a, b])
+        >>> blk.counts.tolist(), blk.index_delta.tolist(), blk.charge.tolist()
+        ([2, 1], [5, 763, 192000], [9, 7, 3])
+        >>> unpack_block(blk) == [a, b]
+        True
+    """
+    counts = np.fromiter((ev.n_hits for ev in events), dtype=np.uint32, count=len(events))
+    total = int(counts.sum(dtype=np.uint64))
+    index = np.empty(total, dtype=np.uint32)
+    charge = np.empty(total, dtype=np.uint8)
+    pos = 0
+    for ev in events:
+        n = ev.n_hits
+        if ev.charge.dtype != np.uint8 and n and int(ev.charge.max()) > 255:
+            raise EventError("pool events hold uint8 charges; this event has charges above 255")
+        index[pos : pos + n] = ev.pixel_index
+        charge[pos : pos + n] = ev.charge
+        pos += n
+    delta = np.empty_like(index)
+    if total:
+        delta[0] = index[0]
+        np.subtract(index[1:], index[:-1], out=delta[1:])
+        starts = np.cumsum(counts[:-1], dtype=np.uint64)[counts[1:] > 0]
+        delta[starts] = index[starts]
+    return PackedBlock(counts, delta, charge)
+
+
+def _absolute(index_delta: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Undo the per-event delta coding (uint64 running sums; exact for any block size)."""
+    run = np.cumsum(index_delta, dtype=np.uint64)
+    offsets = np.zeros(counts.shape[0] + 1, dtype=np.uint64)
+    np.cumsum(counts, out=offsets[1:])
+    # subtract, from every hit, the running sum before its event's first hit
+    base = np.zeros(counts.shape[0], dtype=np.uint64)
+    nonempty = counts > 0
+    first = offsets[:-1][nonempty].astype(np.int64)
+    base[nonempty] = run[first] - index_delta[first]
+    return run - np.repeat(base, counts.astype(np.int64))
+
+
+def unpack_block(block: PackedBlock) -> list[SparseEvent]:
+    """Decode all events of a block (inverse of :func:`pack_block`)."""
+    index = _absolute(block.index_delta, block.counts)
+    offsets = block.offsets.astype(np.int64)
+    out = []
+    for i in range(block.n_events):
+        a, b = offsets[i], offsets[i + 1]
+        out.append(SparseEvent.from_pixel_index(index[a:b], block.charge[a:b], validate=False))
+    return out
+
+
+def unpack_event(index_delta: np.ndarray, charge: np.ndarray) -> SparseEvent:
+    """Decode one event from its own slices of the block columns."""
+    index = np.cumsum(index_delta, dtype=np.uint64)
+    return SparseEvent.from_pixel_index(index, charge, validate=False)
+
+
+def check_block(block: PackedBlock) -> list[str]:
+    """Consistency problems of a decoded block (empty when it is sound).
+
+    Checks column lengths against the counts, that each event's pixel indices strictly
+    increase and stay below 40*250*768, and that charges are > 0. Each problem names the
+    event position within the block.
+
+    Example:
+        >>> blk = pack_block([SparseEvent([0], [0], [1], [4])])
+        >>> check_block(blk)
+        []
+        >>> check_block(PackedBlock(blk.counts, blk.index_delta, np.zeros(1, np.uint8)))
+        ['event 0: 1 hits with charge 0']
+    """
+    problems: list[str] = []
+    total = int(block.counts.sum(dtype=np.uint64))
+    for name, col in (("index_delta", block.index_delta), ("charge", block.charge)):
+        if col.shape != (total,):
+            problems.append(f"column {name} holds {col.shape[0]} values, counts say {total}")
+    if problems:
+        return problems
+    index = _absolute(block.index_delta, block.counts)
+    offsets = block.offsets.astype(np.int64)
+    for i in range(block.n_events):
+        a, b = offsets[i], offsets[i + 1]
+        if a == b:
+            continue
+        if b - a > 1 and not bool(np.all(block.index_delta[a + 1 : b] > 0)):
+            problems.append(f"event {i}: pixel indices not strictly increasing")
+        if int(index[b - 1]) >= _N_PIXELS:
+            problems.append(f"event {i}: pixel index {int(index[b - 1])} beyond the detector")
+        zeros = int(np.count_nonzero(block.charge[a:b] == 0))
+        if zeros:
+            problems.append(f"event {i}: {zeros} hits with charge 0")
+    return problems
