@@ -14,23 +14,29 @@ Example:
 from __future__ import annotations
 
 from bgcache._version import __version__
+from bgcache.build import BuildResult, build_pool
 from bgcache.errors import BgcacheError
 from bgcache.geometry import IMAGE_SHAPE, SENSORS, pack_vxd_id, unpack_vxd_id
 from bgcache.hits import SparseEvent, merge
 from bgcache.models import get_spec, load_model, registered_models
 from bgcache.seeding import EventKey, event_key, seed_from_string
+from bgcache.store import Pool, open_pool
 
 __all__ = [
     "IMAGE_SHAPE",
     "SENSORS",
     "BgcacheError",
+    "BuildResult",
     "EventKey",
+    "Pool",
     "SparseEvent",
     "__version__",
+    "build_pool",
     "event_key",
     "get_spec",
     "load_model",
     "merge",
+    "open_pool",
     "pack_vxd_id",
     "registered_models",
     "seed_from_string",

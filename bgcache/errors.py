@@ -72,6 +72,42 @@ class CheckpointMismatchError(CheckpointError):
     """A checkpoint's keys or shapes do not match the requested model."""
 
 
+class PoolNotFoundError(BgcacheError, FileNotFoundError):
+    """No pool at the given location."""
+
+
+class NotAPoolError(BgcacheError, ValueError):
+    """The location holds something that is not a bgcache pool (a file, another Zarr group)."""
+
+
+class PoolFormatError(BgcacheError, ValueError):
+    """A pool's metadata is damaged, or the pool has a newer format version."""
+
+
+class PoolMismatchError(BgcacheError, ValueError):
+    """A build's model, checkpoint or content options differ from what the pool records."""
+
+
+class PoolExistsError(BgcacheError, FileExistsError):
+    """A build was told not to resume (``--no-resume``) but the pool holds blocks of its range."""
+
+
+class PoolWriteError(BgcacheError, OSError):
+    """Writing to a pool failed (read-only location, disk full...); complete blocks are kept."""
+
+
+class CorruptBlockError(BgcacheError, ValueError):
+    """Stored bytes of a block are damaged (checksum, length, frame or content)."""
+
+
+class EventNotFoundError(BgcacheError, LookupError):
+    """No event with that key in the pool."""
+
+
+class PositionError(EventNotFoundError, IndexError):
+    """A pool position is out of range."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return a ' (did you mean ...?)' suffix for a mistyped name, or ''.
 

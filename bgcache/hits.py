@@ -94,8 +94,11 @@ class SparseEvent:
         ):
             raise EventError("pixel indices must be a 1-d array in [0, 40*250*768)")
         idx = index.astype(np.uint32, copy=False)
-        sensor, rest = np.divmod(idx, np.uint32(PIXELS_PER_SENSOR))
-        u, v = np.divmod(rest, np.uint32(N_V))
+        # floor division by a scalar is vectorised (libdivide); np.divmod is ~25x slower
+        sensor = idx // np.uint32(PIXELS_PER_SENSOR)
+        rest = idx - sensor * np.uint32(PIXELS_PER_SENSOR)
+        u = rest // np.uint32(N_V)
+        v = rest - u * np.uint32(N_V)
         return cls(
             sensor.astype(np.uint8),
             u.astype(np.uint16),

@@ -1,12 +1,28 @@
-"""The pool store: how events are laid out on disk.
+"""The pool store: how events are laid out on disk, and the :class:`Pool` that reads them.
 
-So far this holds the column encoding of event blocks (:mod:`bgcache.store.columns`),
-chosen from the measurements in ``docs/performance.md``; the Zarr pool built on it comes
-with the pool issue.
+Layers, bottom up: :mod:`~bgcache.store.columns` (column encoding of a block of events),
+:mod:`~bgcache.store.format` (names, version, Zarr documents: the on-disk contract),
+:mod:`~bgcache.store.shards` (chunk and shard bytes), :mod:`~bgcache.store.storage`
+(where bytes live), :mod:`~bgcache.store.pool` (open, read, write) and
+:mod:`~bgcache.store.verify` (check everything). Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 from bgcache.store.columns import PackedBlock, check_block, pack_block, unpack_block, unpack_event
+from bgcache.store.format import FORMAT_NAME, FORMAT_VERSION, Layout
+from bgcache.store.pool import BlockInfo, Pool, open_pool
 
-__all__ = ["PackedBlock", "check_block", "pack_block", "unpack_block", "unpack_event"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "BlockInfo",
+    "Layout",
+    "PackedBlock",
+    "Pool",
+    "check_block",
+    "open_pool",
+    "pack_block",
+    "unpack_block",
+    "unpack_event",
+]

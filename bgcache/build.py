@@ -1,0 +1,521 @@
+"""Building pools: plan the blocks of a key range, generate them, write them.
+
+:func:`build_pool` is what ``bgcache build`` runs; it never prints (progress goes to an
+optional callback). A build asks for the keys ``(seed, first_index) ..
+(seed, first_index + events - 1)``; they are cut into the pool's blocks, aligned to
+multiples of ``block_events`` (a range starting inside a block is widened to the block's
+start). Complete blocks are skipped (resume), so running the same build again completes
+what an interrupted one left, with the same bytes.
+
+Generation and writing overlap: with one worker the main thread generates while a writer
+thread compresses and writes the previous block; with ``workers > 1`` each worker process
+loads the model once and generates, compresses and writes whole blocks itself (several
+writers of disjoint blocks are safe, see :mod:`bgcache.store.pool`). ``shard=(k, n)``
+makes this process build only the k-th (0-based) of n contiguous parts of the range's
+blocks, for array jobs on a batch farm.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bgcache.errors import PoolExistsError, UsageError
+from bgcache.hits import SparseEvent
+from bgcache.models import get_spec, load_model, validate_threads
+from bgcache.seeding import EventKey, validate_index, validate_seed
+from bgcache.store.format import (
+    DEFAULT_BLOCK_EVENTS,
+    DEFAULT_BLOCK_EVENTS_GAN_CPU,
+    MAX_BLOCK_EVENTS,
+    ZARR_JSON,
+    Layout,
+)
+from bgcache.store.pool import Pool, _storage, create_or_open_pool, read_root_record
+
+#: Metadata fields of a generator that describe the software or a local path, not content.
+_NOT_CONTENT = ("checkpoint_path", "torch", "numpy", "reference")
+
+#: ``progress(done, total)``: events done so far (skipped ones included) of the total.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class BlockTask:
+    """One block to build: keys ``(seed, block*B) .. (seed, block*B + n_events - 1)``."""
+
+    seed: int
+    block: int
+    n_events: int
+    block_events: int
+
+    @property
+    def first_index(self) -> int:
+        """Index of the block's first event."""
+        return self.block * self.block_events
+
+    def keys(self) -> list[EventKey]:
+        """The block's event keys."""
+        return [EventKey(self.seed, self.first_index + i) for i in range(self.n_events)]
+
+
+@dataclass
+class BuildResult:
+    """What a build did (all times in seconds)."""
+
+    pool: str
+    model: str
+    seed: int
+    first_index: int
+    stop_index: int
+    shard: tuple[int, int] | None
+    block_events: int
+    blocks_total: int = 0
+    blocks_written: int = 0
+    blocks_skipped: int = 0
+    events_written: int = 0
+    events_skipped: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    load_seconds: float = 0.0
+    generate_seconds: float = 0.0
+    write_seconds: float = 0.0
+    workers: int = 1
+    pool_events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def events_per_second(self) -> float | None:
+        """Events written per second of build time."""
+        return (
+            self.events_written / self.seconds if self.seconds > 0 and self.events_written else None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable record of the build."""
+        out = asdict(self)
+        out["shard"] = list(self.shard) if self.shard else None
+        out["events_per_second"] = self.events_per_second
+        out["bytes_per_event"] = (
+            self.bytes_written / self.events_written if self.events_written else None
+        )
+        return out
+
+
+def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"k/N"`` (0 <= k < N) as ``(k, N)``.
+
+    Example:
+        >>> parse_shard("2/8")
+        (2, 8)
+        >>> parse_shard("8/8")
+        Traceback (most recent call last):
+        ...
+        bgcache.errors.UsageError: shard '8/8' is out of range: K must be in 0..7 for N = 8 (K is 0-based)
+    """
+    if text is None:
+        return None
+    if isinstance(text, tuple):
+        k, n = text
+    else:
+        parts = str(text).split("/")
+        try:
+            if len(parts) != 2:
+                raise ValueError(text)
+            k, n = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise UsageError(
+                f"shard {text!r} is not of the form K/N (e.g. 0/4, the first of 4 parts)"
+            ) from None
+    if n < 1:
+        raise UsageError(f"shard '{k}/{n}': N must be >= 1")
+    if not 0 <= k < n:
+        raise UsageError(
+            f"shard '{k}/{n}' is out of range: K must be in 0..{n - 1} for N = {n} (K is 0-based)"
+        )
+    return k, n
+
+
+def plan_blocks(
+    seed: int,
+    first_index: int,
+    events: int,
+    block_events: int,
+    shard: tuple[int, int] | None = None,
+) -> list[BlockTask]:
+    """The blocks that hold the keys ``(seed, first_index) .. (seed, first_index + events - 1)``.
+
+    Blocks start at multiples of ``block_events``; the last one may be short. With
+    ``shard=(k, n)`` only the k-th of n contiguous parts of the list.
+
+    Example:
+        >>> [(t.block, t.n_events) for t in plan_blocks(0, 300, 500, 256)]
+        [(1, 256), (2, 256), (3, 32)]
+        >>> [(t.block, t.n_events) for t in plan_blocks(0, 0, 1000, 100, shard=(1, 3))]
+        [(3, 100), (4, 100), (5, 100)]
+    """
+    stop = first_index + events
+    tasks = []
+    for block in range(first_index // block_events, -(-stop // block_events)):
+        n = min(block_events, stop - block * block_events)
+        tasks.append(BlockTask(seed, block, n, block_events))
+    if shard is not None:
+        k, n_parts = shard
+        tasks = tasks[k * len(tasks) // n_parts : (k + 1) * len(tasks) // n_parts]
+    return tasks
+
+
+def default_block_events(model: str, device: str) -> int:
+    """Block size of a new pool: small for GAN models on a CPU (a block is the unit of resume)."""
+    spec = get_spec(model)
+    if spec.needs_torch and not str(device).startswith("cuda"):
+        return DEFAULT_BLOCK_EVENTS_GAN_CPU
+    return DEFAULT_BLOCK_EVENTS
+
+
+def content_record(metadata: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split generator metadata into the pool's content record and its hints."""
+    content = {k: v for k, v in metadata.items() if k not in _NOT_CONTENT}
+    hints = {k: metadata[k] for k in ("checkpoint_path",) if metadata.get(k)}
+    return content, hints
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in {low}..{high}"
+        raise UsageError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def build_pool(
+    pool: str | Path,
+    *,
+    model: str,
+    events: int,
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+    first_index: int = 0,
+    block_events: int | None = None,
+    batch_events: int | None = None,
+    device: str = "cpu",
+    nintra: int = 1,
+    ninter: int = 1,
+    optimize: bool = True,
+    precision: str = "fp32",
+    shard: str | tuple[int, int] | None = None,
+    resume: bool = True,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Build (or complete, or extend) a pool with the events of one seed stream.
+
+    Args:
+        pool: the pool directory (created if absent).
+        model: a registered generator (``bgcache models``); checkpoint: its state_dict.
+        events: number of keys to build, from ``first_index`` on.
+        seed: the stream's seed (int64).
+        block_events: events per block of a new pool (default: 256, 16 for GAN models on
+            a CPU); an existing pool keeps its own, and another value is refused.
+        batch_events: events per generator call (progress granularity; default 1 for GAN
+            models, 32 otherwise).
+        device, nintra, ninter, optimize, precision: as :func:`bgcache.models.load_model`.
+        shard: ``"k/N"`` or ``(k, N)``: build only the k-th (0-based) of N parts.
+        resume: skip complete blocks (default). False refuses to run if any block of the
+            range is already complete.
+        workers: processes that generate and write blocks in parallel.
+        progress: called as ``progress(done, total)`` in events.
+
+    Returns:
+        A :class:`BuildResult`.
+
+    Raises:
+        UsageError: invalid arguments. UnknownModelError, CheckpointError: as when loading.
+        PoolMismatchError: the pool records another model, checkpoint or options.
+        PoolWriteError: the location cannot be written (complete blocks are kept).
+
+    Example:
+        >>> import tempfile
+        >>> from bgcache import open_pool
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     r = build_pool(tmp + "/pool", model="synthetic", seed=7, events=10)
+        ...     r.events_written, r.blocks_written, len(open_pool(tmp + "/pool"))
+        (10, 1, 10)
+    """
+    t_start = time.perf_counter()
+    seed = validate_seed(seed)
+    events = _check_int("events", events, 1)
+    first_index = validate_index(first_index)
+    validate_index(first_index + events - 1)
+    if block_events is not None:
+        block_events = _check_int("block_events", block_events, 1, MAX_BLOCK_EVENTS)
+    if batch_events is not None:
+        batch_events = _check_int("batch_events", batch_events, 1)
+    workers = _check_int("workers", workers, 1, 256)
+    nintra, ninter = validate_threads(nintra, ninter)
+    shard_kn = parse_shard(shard)
+    spec = get_spec(model)
+    if checkpoint is not None and not spec.needs_checkpoint:
+        checkpoint = None
+    storage = _storage(pool)
+    existing = _existing_record(storage)
+
+    t0 = time.perf_counter()
+    gen = load_model(
+        model,
+        checkpoint,
+        device=device,
+        optimize=optimize,
+        nintra=nintra,
+        ninter=ninter,
+        precision=precision,
+    )
+    load_seconds = time.perf_counter() - t0
+    content, hints = content_record(dict(gen.metadata()))
+    if existing is None:
+        layout: Layout | None = Layout(block_events or default_block_events(model, device))
+    else:
+        layout = Layout.from_dict(existing["layout"])
+        if block_events is not None and block_events != layout.block_events:
+            layout = Layout(block_events, layout.chunk_hits, layout.compression)
+    target = create_or_open_pool(storage, content, layout, hints=hints)
+    B = target.layout.block_events
+    result = BuildResult(
+        pool=storage.url,
+        model=model,
+        seed=seed,
+        first_index=first_index,
+        stop_index=first_index + events,
+        shard=shard_kn,
+        block_events=B,
+        load_seconds=load_seconds,
+        workers=workers,
+    )
+    if first_index % B:
+        result.notes.append(
+            f"the range starts inside block {first_index // B}: building from index {first_index // B * B}"
+        )
+    tasks = plan_blocks(seed, first_index, events, B, shard_kn)
+    todo = [t for t in tasks if not _complete(target, t)]
+    result.blocks_total = len(tasks)
+    result.blocks_skipped = len(tasks) - len(todo)
+    result.events_skipped = sum(t.n_events for t in tasks if t not in todo)
+    if not resume and result.blocks_skipped:
+        raise PoolExistsError(
+            f"pool '{storage.url}' already holds {result.blocks_skipped} complete blocks of this "
+            "range and --no-resume was given: drop --no-resume to complete only what is missing"
+        )
+    total = sum(t.n_events for t in tasks)
+    done = result.events_skipped
+    if progress is not None:
+        progress(done, total)
+    if todo:
+        target.ensure_stream(seed)
+        options = {
+            "model": model,
+            "checkpoint": str(checkpoint) if checkpoint is not None else None,
+            "device": device,
+            "optimize": optimize,
+            "nintra": nintra,
+            "ninter": ninter,
+            "precision": precision,
+        }
+        try:
+            if workers == 1:
+                _build_inline(
+                    target,
+                    gen,
+                    todo,
+                    batch_events or _default_batch(spec.needs_torch),
+                    result,
+                    progress,
+                    done,
+                    total,
+                )
+            else:
+                del gen
+                _build_workers(storage.url, options, todo, workers, result, progress, done, total)
+        finally:
+            target.refresh_summary()
+    else:
+        target.refresh_summary()
+    result.pool_events = len(target)
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+def _default_batch(needs_torch: bool) -> int:
+    return 1 if needs_torch else 32
+
+
+def _existing_record(storage: Any) -> dict[str, Any] | None:
+    if storage.read(ZARR_JSON) is None:
+        return None
+    return read_root_record(storage)
+
+
+def _complete(pool: Pool, task: BlockTask) -> bool:
+    found = pool.find(task.seed, task.first_index)
+    return found is not None and found[0].n_events >= task.n_events
+
+
+def _generate(
+    gen: Any, keys: Sequence[EventKey], batch: int, tick: Callable[[int], None] | None
+) -> list[SparseEvent]:
+    out: list[SparseEvent] = []
+    for i in range(0, len(keys), batch):
+        part = keys[i : i + batch]
+        out.extend(gen.events(part))
+        if tick is not None:
+            tick(len(part))
+    return out
+
+
+_STOP = object()
+
+
+def _build_inline(
+    pool: Pool,
+    gen: Any,
+    todo: list[BlockTask],
+    batch: int,
+    result: BuildResult,
+    progress: Progress | None,
+    done: int,
+    total: int,
+) -> None:
+    """Generate in this thread, compress and write in a writer thread (one block queued)."""
+    blocks: queue.Queue[Any] = queue.Queue(maxsize=1)
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        while True:
+            item = blocks.get()
+            if item is _STOP:
+                return
+            task, events, gen_seconds = item
+            if failure:
+                continue
+            t0 = time.perf_counter()
+            try:
+                _, nbytes = pool.write_block(
+                    task.seed, task.block, events, extra={"generate_seconds": round(gen_seconds, 3)}
+                )
+            except BaseException as exc:  # handed to the main thread
+                failure.append(exc)
+                continue
+            result.write_seconds += time.perf_counter() - t0
+            result.bytes_written += nbytes
+            result.blocks_written += 1
+            result.events_written += task.n_events
+
+    thread = threading.Thread(target=writer, name="bgcache-writer", daemon=True)
+    thread.start()
+    counter = [done]
+
+    def tick(n: int) -> None:
+        counter[0] += n
+        if progress is not None:
+            progress(counter[0], total)
+
+    try:
+        for task in todo:
+            if failure:
+                break
+            t0 = time.perf_counter()
+            events = _generate(gen, task.keys(), batch, tick)
+            seconds = time.perf_counter() - t0
+            result.generate_seconds += seconds
+            blocks.put((task, events, seconds))
+    finally:
+        blocks.put(_STOP)  # the writer finishes the blocks already generated
+        thread.join()
+    if failure:
+        raise failure[0]
+
+
+# -- worker processes ----------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(url: str, options: dict[str, Any]) -> None:
+    """Load the model once per worker process."""
+    opts = dict(options)
+    _WORKER["gen"] = load_model(opts.pop("model"), opts.pop("checkpoint"), **opts)
+    _WORKER["pool"] = Pool(_storage(url), read_root_record(_storage(url)))
+
+
+def _worker_block(task: BlockTask, batch: int) -> tuple[int, int, float, float]:
+    gen, pool = _WORKER["gen"], _WORKER["pool"]
+    t0 = time.perf_counter()
+    events = _generate(gen, task.keys(), batch, None)
+    t1 = time.perf_counter()
+    _, nbytes = pool.write_block(
+        task.seed, task.block, events, extra={"generate_seconds": round(t1 - t0, 3)}
+    )
+    return task.n_events, nbytes, t1 - t0, time.perf_counter() - t1
+
+
+def _build_workers(
+    url: str,
+    options: dict[str, Any],
+    todo: list[BlockTask],
+    workers: int,
+    result: BuildResult,
+    progress: Progress | None,
+    done: int,
+    total: int,
+) -> None:
+    """Each worker process generates, compresses and writes whole blocks."""
+    batch = _default_batch(get_spec(options["model"]).needs_torch)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(url, options)
+    ) as ex:
+        pending: set[Future[tuple[int, int, float, float]]] = set()
+        queued = iter(todo)
+        try:
+            for task in queued:
+                pending.add(ex.submit(_worker_block, task, batch))
+                if len(pending) >= 2 * workers:
+                    break
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    n, nbytes, gen_s, write_s = fut.result()
+                    result.blocks_written += 1
+                    result.events_written += n
+                    result.bytes_written += nbytes
+                    result.generate_seconds += gen_s
+                    result.write_seconds += write_s
+                    done += n
+                    if progress is not None:
+                        progress(done, total)
+                    following = next(queued, None)
+                    if following is not None:
+                        pending.add(ex.submit(_worker_block, following, batch))
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+
+
+__all__ = [
+    "BlockTask",
+    "BuildResult",
+    "Progress",
+    "build_pool",
+    "content_record",
+    "default_block_events",
+    "parse_shard",
+    "plan_blocks",
+]

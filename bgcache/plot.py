@@ -1,0 +1,292 @@
+"""Figures of a pool: occupancy and charge spectrum against the reference, event hitmaps.
+
+This module owns the plots bgcache draws (:func:`plot_pool`). It sits on top of
+:mod:`bgcache.stats` (the figures it shows) and needs the optional ``plot`` extra:
+matplotlib is imported inside the functions, and only its object-oriented API with the
+Agg canvas is used, so global pyplot state is never touched and no display is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bgcache.errors import BgcacheError, MissingDependencyError, UsageError
+from bgcache.geometry import LADDERS, N_SENSORS, N_U, N_V, SENSORS_PER_LADDER, sensor_index
+from bgcache.hits import SparseEvent
+from bgcache.stats import LAYER_SENSORS, N_CHARGE_BINS, PoolStatistics, compare_with_reference
+
+#: File types :func:`plot_pool` writes, chosen by the path's suffix.
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+#: Pixels per side of the square blocks a hitmap is max-pooled over.
+HITMAP_POOLING = 4
+
+_POOL_COLOUR = "#1f77b4"
+_REF_COLOUR = "#d62728"
+
+
+def _matplotlib() -> dict[str, Any]:
+    """The matplotlib pieces used here, imported lazily."""
+    try:
+        from matplotlib import colormaps
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.colors import LogNorm
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Rectangle
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"plotting needs matplotlib, which cannot be imported ({exc}): "
+            "pip install 'bgcache[plot]'"
+        ) from exc
+    return {
+        "Figure": Figure,
+        "FigureCanvasAgg": FigureCanvasAgg,
+        "LogNorm": LogNorm,
+        "Rectangle": Rectangle,
+        "colormaps": colormaps,
+    }
+
+
+def plot_pool(
+    path: str | os.PathLike[str],
+    stats: PoolStatistics,
+    *,
+    event: SparseEvent | None = None,
+    reference: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    model: str | None = None,
+    note: str | None = None,
+    event_label: str | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Draw a pool's statistics against the Geant4 reference, and optionally one event.
+
+    Panels: (a) occupancy per sensor in %, pool vs reference, layer boundary marked;
+    (b) charge spectrum of fired pixels, pool vs reference, log scale, with the KS
+    distance; (c) if ``event`` is given, its hitmap: layer 1 (8 ladders) and layer 2
+    (12 ladders) side by side, each ladder a column of its two sensors (u across, v down),
+    max-pooled over 4 x 4 pixels, charge on a log colour scale, each sensor labelled
+    layer.ladder.sensor. The file type follows the suffix (.png, .pdf or .svg).
+
+    Args:
+        path: output file; written atomically (a temporary file renamed into place).
+        stats: statistics of the pool (see :class:`bgcache.stats.PoolStatistics`).
+        event: one event to draw as a hitmap (panel c), or None.
+        reference: reference figures (default:
+            :func:`bgcache.models.synthetic.load_reference`).
+        title: figure title (default: built from ``model`` and the number of events).
+        model: model name shown in the default title.
+        note: shown prominently under the title, e.g. that the pool is not a physics model.
+        event_label: names the event in panel (c), e.g. its key.
+        dpi: resolution of a PNG (figure size is 14 x 10 in, 14 x 5.5 without event).
+
+    Returns:
+        The path written.
+
+    Raises:
+        UsageError: if the suffix is not .png, .pdf or .svg.
+        MissingDependencyError: if matplotlib is not installed.
+        BgcacheError: if the file cannot be written.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = plot_pool(Path(tmp) / "pool.png", PoolStatistics(), model="synthetic")
+        ...     out.name, out.read_bytes()[:4] == b"\\x89PNG"
+        ('pool.png', True)
+        >>> plot_pool("pool.jpg", PoolStatistics())
+        Traceback (most recent call last):
+        ...
+        bgcache.errors.UsageError: cannot plot to 'pool.jpg': the file name must end in .png, .pdf or .svg
+    """
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in PLOT_SUFFIXES:
+        raise UsageError(
+            f"cannot plot to {str(out)!r}: the file name must end in .png, .pdf or .svg"
+        )
+    mpl = _matplotlib()
+    comparison = compare_with_reference(stats, reference)
+    height = 10.0 if event is not None else 5.5
+    fig = mpl["Figure"](figsize=(14.0, height), dpi=dpi)
+    mpl["FigureCanvasAgg"](fig)
+    if title is None:
+        name = f"model {model!r}" if model else "bgcache pool"
+        title = f"PXD beam background: {name}, {stats.n_events:,} events"
+    fig.suptitle(title, fontsize=15, fontweight="bold", y=1 - 0.18 / height)
+    top = 1 - 0.75 / height
+    if note:
+        fig.text(
+            0.5,
+            1 - 0.5 / height,
+            "\n".join(textwrap.wrap(f"NOTE: {note}", 150)),
+            ha="center",
+            va="center",
+            fontsize=10.5,
+            color="#8b0000",
+            bbox={"boxstyle": "round,pad=0.4", "facecolor": "#fff3cd", "edgecolor": "#8b0000"},
+        )
+        top = 1 - 1.05 / height
+    if event is None:
+        grid = fig.add_gridspec(1, 2, left=0.06, right=0.98, top=top, bottom=0.1, wspace=0.2)
+    else:
+        grid = fig.add_gridspec(
+            2,
+            2,
+            left=0.06,
+            right=0.95,
+            top=top,
+            bottom=0.03,
+            wspace=0.2,
+            hspace=0.2,
+            height_ratios=[1, 1.15],
+        )
+    _draw_occupancy(fig.add_subplot(grid[0, 0]), comparison)
+    _draw_spectrum(fig.add_subplot(grid[0, 1]), comparison)
+    if event is not None:
+        _draw_hitmap(fig, grid[1, :], event, event_label, mpl)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format=suffix[1:], dpi=dpi)
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror or str(exc)
+        raise BgcacheError(f"cannot write plot to {str(out)!r}: {reason}") from exc
+    return out
+
+
+def _draw_occupancy(ax: Any, comparison: Mapping[str, Any]) -> None:
+    sensors = comparison["sensors"]
+    x = np.arange(N_SENSORS)
+    occ = 100 * np.array([s["occupancy"] for s in sensors])
+    ref = 100 * np.array([s["reference_occupancy"] for s in sensors])
+    ax.step(x, ref, where="mid", color=_REF_COLOUR, lw=1.8, label="Geant4 reference")
+    ax.plot(x, occ, "o", color=_POOL_COLOUR, ms=5, label="pool")
+    boundary = LAYER_SENSORS[2].start - 0.5
+    ax.axvline(boundary, color="0.4", ls="--", lw=1)
+    top = 1.25 * max(float(ref.max()), float(occ.max()))
+    ax.set_ylim(0, top)
+    for layer in comparison["layers"]:
+        centre = (layer["first_sensor"] + layer["last_sensor"]) / 2
+        ratio = layer["occupancy_ratio"]
+        text = f"layer {layer['layer']}: {100 * layer['occupancy']:.3f} %"
+        text += f"\n(pool / ref = {ratio:.3f})" if ratio is not None else ""
+        ax.text(centre, 0.97 * top, text, ha="center", va="top", fontsize=9.5)
+    ax.set_xlim(-0.7, N_SENSORS - 0.3)
+    ax.set_xticks(range(0, N_SENSORS, 2))
+    ax.set_xticks(range(N_SENSORS), minor=True)
+    ax.set_xlabel("sensor index (layer 1: 0-15, layer 2: 16-39; 2 sensors per ladder)")
+    ax.set_ylabel("occupancy per sensor [%]")
+    ax.set_title("(a) occupancy per sensor", loc="left", fontsize=12)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", fontsize=9.5)
+
+
+def _draw_spectrum(ax: Any, comparison: Mapping[str, Any]) -> None:
+    spec = comparison["charge_spectrum"]
+    overall = comparison["overall"]
+    adu = np.arange(N_CHARGE_BINS)
+    measured = np.array(spec["measured"], dtype=np.float64)
+    expected = np.array(spec["reference"], dtype=np.float64)
+    measured[measured <= 0] = np.nan  # log scale: leave empty bins out
+    expected[expected <= 0] = np.nan
+    ref_label = f"Geant4 reference (mean {overall['reference_mean_charge']:.2f} ADU)"
+    ax.step(adu, expected, where="mid", color=_REF_COLOUR, lw=1.8, label=ref_label)
+    pool_label = f"pool (mean {overall['mean_charge']:.2f} ADU)"
+    ax.step(adu, measured, where="mid", color=_POOL_COLOUR, lw=1.2, label=pool_label)
+    ax.set_yscale("log")
+    ax.set_xlim(0, N_CHARGE_BINS)
+    ax.set_xlabel("charge [ADU]")
+    ax.set_ylabel("fraction of fired pixels per ADU")
+    ax.set_title("(b) charge spectrum of fired pixels", loc="left", fontsize=12)
+    ax.grid(alpha=0.3, which="major")
+    ks = spec["ks_statistic"]
+    summary = "no hits" if ks is None else f"KS distance = {ks:.4f}"
+    below = spec["fraction_below_threshold"]
+    if below:
+        summary += f"\n{100 * below:.2f} % of hits below {spec['reference_threshold']} ADU"
+    ax.text(
+        0.98, 0.72, summary, transform=ax.transAxes, ha="right", va="top", fontsize=9.5,
+        bbox={"facecolor": "white", "edgecolor": "0.7", "alpha": 0.9},
+    )  # fmt: skip
+    ax.legend(loc="upper right", fontsize=9.5)
+
+
+def _pooled_images(event: SparseEvent) -> np.ndarray:
+    """Per-sensor max-pooled charges, shape (40, ceil(250/f), 768/f), float with NaN = no hit."""
+    f = HITMAP_POOLING
+    nu = -(-N_U // f)
+    dense = np.zeros((N_SENSORS, nu * f, N_V), dtype=np.float64)
+    dense[event.sensor, event.u, event.v] = event.charge
+    pooled: np.ndarray = dense.reshape(N_SENSORS, nu, f, N_V // f, f).max(axis=(2, 4))
+    pooled[pooled <= 0] = np.nan
+    return pooled
+
+
+def _draw_hitmap(
+    fig: Any, spec: Any, event: SparseEvent, label: str | None, mpl: Mapping[str, Any]
+) -> None:
+    pooled = _pooled_images(event)
+    _, nu, nv = pooled.shape
+    gap_u, gap_v = max(nu // 6, 2), max(nv // 24, 2)
+    low = float(event.charge.min()) if event.n_hits else 1.0
+    high = max(float(event.charge.max()) if event.n_hits else 255.0, 2 * low)
+    norm = mpl["LogNorm"](vmin=low, vmax=high)
+    cmap = mpl["colormaps"]["plasma"].with_extremes(bad=(0, 0, 0, 0))
+    widths = [n * nu + (n - 1) * gap_u for n in LADDERS.values()]
+    sub = spec.subgridspec(1, 3, width_ratios=[*widths, 0.02 * sum(widths)], wspace=0.03)
+    image = None
+    for column, (layer, n_ladders) in enumerate(LADDERS.items()):
+        ax = fig.add_subplot(sub[0, column])
+        width = n_ladders * nu + (n_ladders - 1) * gap_u
+        height = SENSORS_PER_LADDER * nv + gap_v
+        canvas = np.full((height, width), np.nan)
+        for ladder in range(1, n_ladders + 1):
+            x0 = (ladder - 1) * (nu + gap_u)
+            for sensor in range(1, SENSORS_PER_LADDER + 1):
+                y0 = (sensor - 1) * (nv + gap_v)
+                index = sensor_index(layer, ladder, sensor)
+                canvas[y0 : y0 + nv, x0 : x0 + nu] = pooled[index].T
+                ax.add_patch(
+                    mpl["Rectangle"](
+                        (x0 - 0.5, y0 - 0.5), nu, nv, facecolor="0.93", edgecolor="0.6", lw=0.6
+                    )
+                )
+                ax.text(
+                    x0 + 1.5, y0 + 2, f"{layer}.{ladder}.{sensor}", ha="left", va="top",
+                    fontsize=7, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75,
+                                      "pad": 0.8},
+                )  # fmt: skip
+        image = ax.imshow(
+            canvas, cmap=cmap, norm=norm, interpolation="nearest", aspect="equal", zorder=2
+        )
+        ax.set_xticks([(ladder - 1) * (nu + gap_u) + nu / 2 for ladder in range(1, n_ladders + 1)])
+        ax.set_xticklabels([str(ladder) for ladder in range(1, n_ladders + 1)], fontsize=8)
+        ax.set_yticks([nv / 2, nv + gap_v + nv / 2])
+        ax.set_yticklabels(["sensor 1", "sensor 2"], fontsize=8, rotation=90, va="center")
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        n_layer = int(np.isin(event.sensor, list(LAYER_SENSORS[layer])).sum())
+        ax.set_xlabel(f"layer {layer} ladder ({n_layer:,} hits)", fontsize=9.5)
+    what = f"one event{f' ({label})' if label else ''}: {event.n_hits:,} hits"
+    fig.axes[-2].set_title(
+        f"(c) hitmap of {what}; u across, v down, max charge per "
+        f"{HITMAP_POOLING} x {HITMAP_POOLING} pixels",
+        loc="left",
+        fontsize=12,
+    )
+    cax = fig.add_subplot(sub[0, 2])
+    colourbar = fig.colorbar(image, cax=cax)
+    ticks = [t for t in (1, 2, 5, 7, 10, 20, 50, 100, 200, 255, 500, 1000) if low <= t <= high]
+    colourbar.set_ticks(ticks, labels=[str(t) for t in ticks])
+    colourbar.set_label("charge [ADU] (log scale)")
+
+
+__all__ = ["HITMAP_POOLING", "PLOT_SUFFIXES", "plot_pool"]

@@ -1,0 +1,815 @@
+"""Pools: open, create, read and write blocks of events in a Zarr v3 store.
+
+The middle layer of the store: :mod:`bgcache.store.format` fixes names and documents,
+:mod:`bgcache.store.shards` the chunk bytes, :mod:`bgcache.store.storage` where bytes
+live; this module turns them into :class:`Pool`. Reading needs numpy, zarr's
+dependencies (numcodecs, google-crc32c) and nothing else — never torch.
+
+Catalog: opening a pool lists its streams and their blocks once (one directory listing
+per stream plus one existence check per block). A block counts only when its marker
+(the block group's ``zarr.json``) exists; the marker is written after every column is
+durably in place, so readers never see a partial block. Given the catalog, one event is
+found with O(1) metadata reads: its block marker and counts (both cached), the shard
+index of each hit column and the chunks the event spans.
+
+Positions: the complete events of a pool in order of ascending seed, then index. They
+are stable while the pool's content is; an event's key (seed, index) is its identity.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import socket
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bgcache._version import __version__
+from bgcache.errors import (
+    CorruptBlockError,
+    EventNotFoundError,
+    NotAPoolError,
+    PoolFormatError,
+    PoolMismatchError,
+    PoolNotFoundError,
+    PositionError,
+    UsageError,
+)
+from bgcache.geometry import N_SENSORS
+from bgcache.hits import SparseEvent
+from bgcache.seeding import EventKey, validate_index, validate_seed
+from bgcache.store.columns import PackedBlock, pack_block, unpack_block, unpack_event
+from bgcache.store.format import (
+    ATTRS_KEY,
+    COLUMN_DTYPES,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    PARTIAL_SUFFIX,
+    STREAMS,
+    ZARR_JSON,
+    Layout,
+    array_document,
+    block_name,
+    block_path,
+    group_document,
+    parse_block_name,
+    seed_of_stream,
+    stream_path,
+)
+from bgcache.store.shards import (
+    decode_chunk,
+    decode_shard,
+    encode_chunk,
+    encode_shard,
+    read_shard_range,
+)
+from bgcache.store.storage import LocalStorage
+
+#: Content keys whose values must agree between a pool and a build that appends to it.
+CONTENT_KEYS = (
+    "model",
+    "architecture",
+    "latent_dim",
+    "checkpoint_sha256",
+    "precision",
+    "device_type",
+    "optimize",
+    "hit_threshold",
+)
+#: Blocks whose marker and counts a reader keeps in memory.
+_CACHE_BLOCKS = 64
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """One complete block of a pool.
+
+    Attributes:
+        seed: the stream's seed.
+        block: block number; it holds indices ``block*B .. block*B + n_events - 1``.
+        n_events: events in the block.
+        name: the block group's name (``"7"`` or ``"7~10"``).
+        position: pool position of its first event.
+        first_index: index of its first event.
+    """
+
+    seed: int
+    block: int
+    n_events: int
+    name: str
+    position: int
+    first_index: int
+
+    @property
+    def stop_index(self) -> int:
+        """One past the index of its last event."""
+        return self.first_index + self.n_events
+
+    @property
+    def path(self) -> str:
+        """Store key prefix of the block group."""
+        return block_path(self.seed, self.name)
+
+
+@dataclass
+class Leftover:
+    """Something in a pool's tree that is not data: an incomplete or superseded block, or a
+    ``*.partial`` file of an interrupted write."""
+
+    kind: str
+    path: str
+    detail: str = ""
+
+
+@dataclass
+class _Catalog:
+    blocks: list[BlockInfo] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    by_key: dict[tuple[int, int], BlockInfo] = field(default_factory=dict)
+    leftovers: list[Leftover] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _json_bytes(doc: Mapping[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def software_versions() -> dict[str, str | None]:
+    """Versions of the software that shapes pool content and bytes."""
+    import sys
+
+    import numcodecs
+    import zarr
+
+    torch = sys.modules.get("torch")
+    return {
+        "bgcache": __version__,
+        "zarr": zarr.__version__,
+        "numcodecs": numcodecs.__version__,
+        "numpy": np.__version__,
+        "torch": getattr(torch, "__version__", None) if torch is not None else None,
+    }
+
+
+def content_differences(recorded: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The content keys on which a pool's record and a build's generator disagree.
+
+    Example:
+        >>> content_differences({"model": "convnet", "precision": "fp32"},
+        ...                     {"model": "convnet", "precision": "bf16"})
+        ["precision: pool has 'fp32', this build 'bf16'"]
+    """
+    out = []
+    for key in CONTENT_KEYS:
+        if key in recorded or key in new:
+            a, b = recorded.get(key), new.get(key)
+            if a != b:
+                out.append(f"{key}: pool has {a!r}, this build {b!r}")
+    return out
+
+
+class Pool:
+    """A pool of pre-generated background events (use :func:`open_pool`).
+
+    ``len(pool)`` is the number of complete events; ``pool[i]`` or ``pool.event(i)`` is the
+    event at position ``i``; ``pool.event_by_key(seed, index)`` finds one by its key;
+    ``pool.blocks()`` yields ``(BlockInfo, events)`` a block at a time for sequential
+    consumers. A pool object sees the blocks that were complete when it was opened or last
+    :meth:`refresh`-ed.
+    """
+
+    def __init__(self, storage: LocalStorage, record: dict[str, Any]) -> None:
+        self.storage = storage
+        self.record = record
+        self.layout = Layout.from_dict(record["layout"])
+        self._markers: OrderedDict[str, tuple[dict[str, Any], np.ndarray]] = OrderedDict()
+        self._catalog = _scan(storage, self.layout)
+
+    # -- description ----------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The pool's location."""
+        return self.storage.url
+
+    @property
+    def content(self) -> dict[str, Any]:
+        """What the events are: model, architecture, checkpoint sha256, precision..."""
+        return dict(self.record["content"])
+
+    @property
+    def model(self) -> str:
+        """Name of the generator that made the events."""
+        return str(self.record["content"]["model"])
+
+    @property
+    def untrained(self) -> bool:
+        """True if the events come from an untrained demo checkpoint."""
+        return bool(self.record["content"].get("untrained", False))
+
+    @property
+    def physics_model(self) -> bool:
+        """False for generators that are not a physics model (synthetic, untrained)."""
+        return bool(self.record["content"].get("physics_model", True)) and not self.untrained
+
+    @property
+    def n_events(self) -> int:
+        """Complete events."""
+        cat = self._catalog
+        return cat.starts[-1] if cat.starts else 0
+
+    def __len__(self) -> int:
+        return self.n_events
+
+    @property
+    def block_list(self) -> list[BlockInfo]:
+        """Complete blocks in position order."""
+        return list(self._catalog.blocks)
+
+    @property
+    def leftovers(self) -> list[Leftover]:
+        """Incomplete and superseded blocks and ``*.partial`` files seen at the last scan."""
+        return list(self._catalog.leftovers)
+
+    def streams(self) -> dict[int, list[tuple[int, int]]]:
+        """Each seed's complete index ranges ``[start, stop)``, merged, in ascending seed order.
+
+        Example:
+            >>> import tempfile
+            >>> from bgcache.build import build_pool
+            >>> with tempfile.TemporaryDirectory() as tmp:
+            ...     _ = build_pool(tmp + "/p", model="synthetic", seed=3, events=5, progress=None)
+            ...     open_pool(tmp + "/p").streams()
+            {3: [(0, 5)]}
+        """
+        out: dict[int, list[tuple[int, int]]] = {}
+        for info in self._catalog.blocks:
+            ranges = out.setdefault(info.seed, [])
+            if ranges and ranges[-1][1] == info.first_index:
+                ranges[-1] = (ranges[-1][0], info.stop_index)
+            else:
+                ranges.append((info.first_index, info.stop_index))
+        return out
+
+    def refresh(self) -> None:
+        """Scan the store again (to see blocks completed by other writers since opening)."""
+        self._catalog = _scan(self.storage, self.layout)
+
+    # -- reading ----------------------------------------------------------------------------
+    def block_of(self, position: int) -> BlockInfo:
+        """The block holding pool position ``position``.
+
+        Raises:
+            PositionError: the position is not in ``0 .. len(pool) - 1``.
+        """
+        n = self.n_events
+        if isinstance(position, bool) or not isinstance(position, int | np.integer):
+            raise PositionError(f"pool position must be an integer, got {position!r}")
+        position = int(position)
+        if position < 0:
+            position += n
+        if not 0 <= position < n:
+            raise PositionError(
+                f"position {position} is out of range: the pool holds {n} events (0..{n - 1})"
+            )
+        i = bisect.bisect_right(self._catalog.starts, position) - 1
+        return self._catalog.blocks[i]
+
+    def key(self, position: int) -> EventKey:
+        """The key (seed, index) of the event at ``position``."""
+        info = self.block_of(position)
+        pos = int(position) if int(position) >= 0 else int(position) + self.n_events
+        return EventKey(info.seed, info.first_index + pos - info.position)
+
+    def find(self, seed: int, index: int) -> tuple[BlockInfo, int] | None:
+        """The block holding key (seed, index) and the event's offset in it, or None."""
+        seed, index = validate_seed(seed), validate_index(index)
+        info = self._catalog.by_key.get((seed, index // self.layout.block_events))
+        if info is None or index >= info.stop_index:
+            return None
+        return info, index - info.first_index
+
+    def position(self, seed: int, index: int) -> int:
+        """The pool position of key (seed, index).
+
+        Raises:
+            EventNotFoundError: the key is not in the pool.
+        """
+        found = self.find(seed, index)
+        if found is None:
+            raise EventNotFoundError(self._missing_key(seed, index))
+        return found[0].position + found[1]
+
+    def _missing_key(self, seed: int, index: int) -> str:
+        ranges = self.streams().get(seed)
+        held = (
+            f"stream {seed} holds {', '.join(f'{a}..{b - 1}' for a, b in ranges)}"
+            if ranges
+            else f"the pool has no stream with seed {seed} (seeds: {', '.join(map(str, self.streams())) or 'none'})"
+        )
+        return f"event (seed {seed}, index {index}) is not in pool '{self.url}': {held}"
+
+    def event(self, position: int) -> SparseEvent:
+        """The event at pool position ``position`` (negative counts from the end)."""
+        info = self.block_of(position)
+        pos = int(position) if int(position) >= 0 else int(position) + self.n_events
+        return self._read_event(info, pos - info.position)
+
+    def __getitem__(self, position: int) -> SparseEvent:
+        return self.event(position)
+
+    def event_by_key(self, seed: int, index: int) -> SparseEvent:
+        """The event with key (seed, index).
+
+        Raises:
+            EventNotFoundError: the key is not in the pool (the message says what is).
+        """
+        found = self.find(seed, index)
+        if found is None:
+            raise EventNotFoundError(self._missing_key(seed, index))
+        return self._read_event(*found)
+
+    def _marker(self, info: BlockInfo) -> tuple[dict[str, Any], np.ndarray]:
+        """The block's marker record and its counts column (cached)."""
+        cached = self._markers.get(info.path)
+        if cached is not None:
+            self._markers.move_to_end(info.path)
+            return cached
+        raw = self.storage.read(f"{info.path}/{ZARR_JSON}")
+        if raw is None:
+            raise CorruptBlockError(f"{self._where(info)}: its marker {ZARR_JSON} has disappeared")
+        try:
+            record = json.loads(raw)["attributes"][ATTRS_KEY]
+            n_hits = int(record["n_hits"])
+        except (ValueError, KeyError, TypeError):
+            raise CorruptBlockError(
+                f"{self._where(info)}: its marker {ZARR_JSON} is damaged"
+            ) from None
+        counts_raw = self.storage.read(f"{info.path}/counts/c/0")
+        if counts_raw is None:
+            raise CorruptBlockError(f"{self._where(info)}: column counts is missing")
+        counts = decode_chunk(counts_raw, COLUMN_DTYPES["counts"], f"{self._where(info)} counts")
+        counts = counts[: info.n_events]
+        if counts.shape[0] != info.n_events or int(counts.sum(dtype=np.uint64)) != n_hits:
+            raise CorruptBlockError(
+                f"{self._where(info)}: counts do not add up to the marker's {n_hits} hits"
+            )
+        self._markers[info.path] = (record, counts)
+        if len(self._markers) > _CACHE_BLOCKS:
+            self._markers.popitem(last=False)
+        return record, counts
+
+    def _where(self, info: BlockInfo) -> str:
+        return (
+            f"pool '{self.url}' block {info.path} (seed {info.seed}, "
+            f"indices {info.first_index}..{info.stop_index - 1})"
+        )
+
+    def _read_event(self, info: BlockInfo, offset: int) -> SparseEvent:
+        record, counts = self._marker(info)
+        n_hits = int(record["n_hits"])
+        start = int(counts[:offset].sum(dtype=np.uint64))
+        stop = start + int(counts[offset])
+        chunk = self.layout.chunk_hits
+        cols = {}
+        for column in ("index", "charge"):
+            key = f"{info.path}/{column}/c/0"
+
+            def read(off: int, length: int, key: str = key) -> bytes:
+                return self.storage.read_range(key, off, length)
+
+            cols[column] = read_shard_range(
+                read,
+                n_hits,
+                chunk,
+                COLUMN_DTYPES[column],
+                start,
+                stop,
+                f"{self._where(info)} column {column}",
+            )
+        where = self._where(info)
+        _check_columns(
+            PackedBlock(counts[offset : offset + 1], cols["index"], cols["charge"]), where
+        )
+        event = unpack_event(cols["index"], cols["charge"])
+        _check_bounds(event, where, offset)
+        return event
+
+    def read_columns(self, info: BlockInfo) -> PackedBlock:
+        """The decoded columns of a whole block (every chunk's checksum checked)."""
+        record, counts = self._marker(info)
+        n_hits = int(record["n_hits"])
+        cols = {}
+        for column in ("index", "charge"):
+            key = f"{info.path}/{column}/c/0"
+            where = f"{self._where(info)} column {column}"
+            if n_hits == 0:
+                cols[column] = np.zeros(0, COLUMN_DTYPES[column])
+                continue
+            raw = self.storage.read(key)
+            if raw is None:
+                raise CorruptBlockError(f"{where}: its shard is missing")
+            cols[column] = decode_shard(
+                raw, n_hits, self.layout.chunk_hits, COLUMN_DTYPES[column], where
+            )
+        return PackedBlock(counts, cols["index"], cols["charge"])
+
+    def read_block(self, info: BlockInfo) -> list[SparseEvent]:
+        """All events of one block, in index order."""
+        columns = self.read_columns(info)
+        where = self._where(info)
+        _check_columns(columns, where)
+        events = unpack_block(columns)
+        for i, event in enumerate(events):
+            _check_bounds(event, where, i)
+        return events
+
+    def blocks(
+        self, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[BlockInfo, list[SparseEvent]]]:
+        """``(BlockInfo, events)`` for each complete block, in position order.
+
+        Args:
+            start, stop: range of block numbers in :attr:`block_list` order.
+        """
+        for info in self._catalog.blocks[start:stop]:
+            yield info, self.read_block(info)
+
+    def __iter__(self) -> Iterator[SparseEvent]:
+        for _, events in self.blocks():
+            yield from events
+
+    # -- description for inspect -------------------------------------------------------------
+    def stored_bytes(self) -> dict[str, int]:
+        """Bytes on disk: all objects, data of complete blocks, and leftovers."""
+        total = data = 0
+        complete = {info.path for info in self._catalog.blocks}
+        for key, size in self.storage.walk():
+            total += size
+            parts = key.split("/")
+            if len(parts) > 3 and parts[0] == STREAMS and "/".join(parts[:3]) in complete:
+                data += size
+        return {"total": total, "complete_blocks": data, "other": total - data}
+
+    def __repr__(self) -> str:
+        flag = ", UNTRAINED" if self.untrained else ""
+        return f"<Pool {self.url!r}: {self.n_events} events of {self.model}{flag}, {len(self._catalog.blocks)} blocks>"
+
+    # -- writing ------------------------------------------------------------------------------
+    def write_block(
+        self,
+        seed: int,
+        block: int,
+        events: Sequence[SparseEvent],
+        *,
+        extra: Mapping[str, Any] | None = None,
+    ) -> tuple[str, int]:
+        """Write one block of events and mark it complete; returns (its name, bytes written).
+
+        The columns are written first (each atomically and fsynced), the marker last: until
+        the marker exists, readers do not see the block; a crash leaves an incomplete block
+        that :func:`bgcache.build.build_pool` rewrites on resume. Writing a block that
+        exists replaces it with the same bytes (the events of a key never change).
+
+        Args:
+            seed: the stream's seed; block: the block number.
+            events: the events of keys ``block*B ..``, at most ``block_events`` of them.
+            extra: more fields for the block's marker (generation time...).
+        """
+        n = len(events)
+        if not 1 <= n <= self.layout.block_events:
+            raise UsageError(f"a block holds 1..{self.layout.block_events} events, got {n}")
+        packed = pack_block(events)
+        name = block_name(block, n, self.layout.block_events)
+        path = block_path(seed, name)
+        comp = self.layout.compression
+        chunk = self.layout.chunk_hits
+        n_hits = int(packed.index_delta.shape[0])
+        objects = {
+            f"{path}/counts/c/0": encode_chunk(packed.counts, n, comp),
+            f"{path}/counts/{ZARR_JSON}": _json_bytes(
+                array_document("counts", n, n, comp, sharded=False)
+            ),
+            f"{path}/index/{ZARR_JSON}": _json_bytes(
+                array_document("index", n_hits, chunk, comp, sharded=True)
+            ),
+            f"{path}/charge/{ZARR_JSON}": _json_bytes(
+                array_document("charge", n_hits, chunk, comp, sharded=True)
+            ),
+        }
+        if n_hits:
+            objects[f"{path}/index/c/0"] = encode_shard(packed.index_delta, chunk, comp)
+            objects[f"{path}/charge/c/0"] = encode_shard(packed.charge, chunk, comp)
+        for key, data in objects.items():
+            self.storage.write(key, data)
+        nbytes = {
+            c: sum(len(d) for k, d in objects.items() if k.startswith(f"{path}/{c}/"))
+            for c in ("counts", "index", "charge")
+        }
+        marker = {
+            "kind": "block",
+            "seed": seed,
+            "block": block,
+            "first_index": block * self.layout.block_events,
+            "n_events": n,
+            "n_hits": n_hits,
+            "nbytes": nbytes,
+            "written": _now(),
+            "writer": f"{socket.gethostname()}:{os.getpid()}",
+            "software": software_versions(),
+            **(dict(extra) if extra else {}),
+        }
+        marker_bytes = _json_bytes(group_document(marker))
+        self.storage.write(f"{path}/{ZARR_JSON}", marker_bytes)
+        self.storage.sync_dir(path)
+        return name, sum(nbytes.values()) + len(marker_bytes) + sum(
+            len(d) for k, d in objects.items() if k.endswith(ZARR_JSON)
+        )
+
+    def ensure_stream(self, seed: int) -> None:
+        """Create the group of stream ``seed`` if it does not exist yet."""
+        self.storage.write_new(
+            f"{stream_path(seed)}/{ZARR_JSON}",
+            _json_bytes(group_document({"kind": "stream", "seed": seed})),
+        )
+
+    def refresh_summary(self, *, attempts: int = 5) -> None:
+        """Rewrite the root record's ``streams`` summary from a fresh scan.
+
+        Concurrent writers each call this when they finish; each rewrites the summary and
+        scans again until the summary it wrote matches what is complete, so the last writer
+        to finish leaves a summary that lists every complete block. Readers never depend on
+        the summary (they scan), ``bgcache verify`` checks it.
+        """
+        for _ in range(attempts):
+            self.refresh()
+            summary = summary_of(self.streams())
+            current = read_root_record(self.storage)
+            if current.get("streams") == summary:
+                break
+            current["streams"] = summary
+            current["updated"] = _now()
+            self.storage.write(ZARR_JSON, _json_bytes(group_document(current)))
+            self.record = current
+        self.record = read_root_record(self.storage)
+
+
+def summary_of(streams: Mapping[int, list[tuple[int, int]]]) -> list[dict[str, Any]]:
+    """The ``streams`` summary of a root record: seed, index ranges and event count each."""
+    return [
+        {
+            "seed": seed,
+            "ranges": [[a, b] for a, b in ranges],
+            "events": sum(b - a for a, b in ranges),
+        }
+        for seed, ranges in streams.items()
+    ]
+
+
+def _check_columns(block: PackedBlock, where: str) -> None:
+    """Cheap content checks of decoded columns, so that a reader never hands out an event
+    that breaks the format's invariants even if its checksums hold (a writer bug):
+    indices strictly increasing within each event, in bounds, and charges > 0."""
+    offsets = block.offsets.astype(np.int64)
+    zeros = np.flatnonzero(block.index_delta == 0)
+    if zeros.size and not bool(np.isin(zeros, offsets[:-1]).all()):
+        raise CorruptBlockError(f"{where}: an event has unsorted or repeated pixels")
+    if block.charge.size and int(block.charge.min()) == 0:
+        raise CorruptBlockError(f"{where}: an event has hits with charge 0")
+
+
+def _check_bounds(event: SparseEvent, where: str, offset: int) -> None:
+    if event.n_hits and int(event.sensor[-1]) >= N_SENSORS:
+        raise CorruptBlockError(f"{where}: event {offset} has pixels beyond the detector")
+
+
+def _scan(storage: LocalStorage, layout: Layout) -> _Catalog:
+    """List streams and blocks; keep, per block number, the complete block with most events."""
+    cat = _Catalog()
+    seeds = []
+    for name in storage.children(STREAMS):
+        seed = seed_of_stream(name)
+        if seed is None:
+            if name.endswith(PARTIAL_SUFFIX):
+                cat.leftovers.append(Leftover("partial file", f"{STREAMS}/{name}"))
+            continue
+        seeds.append(seed)
+    seeds.sort()
+    cat.seeds = seeds
+    position = 0
+    for seed in seeds:
+        chosen: dict[int, tuple[int, str]] = {}
+        prefix = stream_path(seed)
+        for name in storage.children(prefix):
+            parsed = parse_block_name(name)
+            if parsed is None:
+                if name.endswith(PARTIAL_SUFFIX):
+                    cat.leftovers.append(Leftover("partial file", f"{prefix}/{name}"))
+                continue
+            block, short = parsed
+            n = layout.block_events if short is None else short
+            if n > layout.block_events:
+                cat.leftovers.append(
+                    Leftover("invalid block", f"{prefix}/{name}", f"{n} events > block size")
+                )
+                continue
+            if not storage.exists(f"{prefix}/{name}/{ZARR_JSON}"):
+                cat.leftovers.append(
+                    Leftover(
+                        "incomplete block",
+                        f"{prefix}/{name}",
+                        "no marker: an interrupted write; a build resumes it",
+                    )
+                )
+                continue
+            previous = chosen.get(block)
+            if previous is None or previous[0] < n:
+                if previous is not None:
+                    cat.leftovers.append(
+                        Leftover(
+                            "superseded block", f"{prefix}/{previous[1]}", f"replaced by {name}"
+                        )
+                    )
+                chosen[block] = (n, name)
+            else:
+                cat.leftovers.append(
+                    Leftover("superseded block", f"{prefix}/{name}", f"replaced by {previous[1]}")
+                )
+        for block in sorted(chosen):
+            n, name = chosen[block]
+            info = BlockInfo(seed, block, n, name, position, block * layout.block_events)
+            cat.blocks.append(info)
+            cat.starts.append(position)
+            cat.by_key[(seed, block)] = info
+            position += n
+    cat.starts.append(position)
+    return cat
+
+
+# -- opening and creating ----------------------------------------------------------------
+
+
+def _storage(location: str | os.PathLike[str] | LocalStorage) -> LocalStorage:
+    if isinstance(location, LocalStorage):
+        return location
+    text = os.fspath(location)
+    if "://" in text and not text.startswith("file://"):
+        scheme = text.split("://", 1)[0]
+        raise UsageError(
+            f"pool location {text!r}: {scheme}:// stores are not supported yet; use a local path"
+        )
+    return LocalStorage(Path(text.removeprefix("file://")).expanduser())
+
+
+def read_root_record(storage: LocalStorage) -> dict[str, Any]:
+    """The root record of a pool, checked for format name and version.
+
+    Raises:
+        PoolNotFoundError, NotAPoolError, PoolFormatError: as their names say.
+    """
+    root = storage.root
+    if not root.exists():
+        raise PoolNotFoundError(
+            f"pool '{storage.url}' does not exist: build one with 'bgcache build {storage.url} ...'"
+        )
+    if not root.is_dir():
+        raise NotAPoolError(f"'{storage.url}' is a file, not a pool (a pool is a directory)")
+    raw = storage.read(ZARR_JSON)
+    if raw is None:
+        raise NotAPoolError(f"'{storage.url}' is not a pool: it has no {ZARR_JSON}")
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise PoolFormatError(
+            f"pool '{storage.url}': its {ZARR_JSON} is not valid JSON (damaged metadata)"
+        ) from None
+    record = doc.get("attributes", {}).get(ATTRS_KEY) if isinstance(doc, dict) else None
+    if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
+        raise NotAPoolError(
+            f"'{storage.url}' is a Zarr node but not a bgcache pool (no '{ATTRS_KEY}' record)"
+        )
+    version = record.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise PoolFormatError(
+            f"pool '{storage.url}' has format version {version!r}, this bgcache ({__version__}) "
+            f"reads up to {FORMAT_VERSION}: upgrade bgcache"
+        )
+    for key in ("content", "layout"):
+        if not isinstance(record.get(key), dict):
+            raise PoolFormatError(
+                f"pool '{storage.url}': its root record lacks '{key}' (damaged metadata)"
+            )
+    try:
+        Layout.from_dict(record["layout"])
+    except (KeyError, TypeError, ValueError):
+        raise PoolFormatError(f"pool '{storage.url}': its layout record is damaged") from None
+    return record
+
+
+def open_pool(location: str | os.PathLike[str]) -> Pool:
+    """Open a pool for reading.
+
+    Args:
+        location: the pool directory (a local path or ``file://`` URL).
+
+    Raises:
+        PoolNotFoundError: nothing at ``location``.
+        NotAPoolError: a file, or a directory that is not a bgcache pool.
+        PoolFormatError: damaged metadata, or a newer format version.
+
+    Example:
+        >>> import tempfile
+        >>> from bgcache.build import build_pool
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = build_pool(tmp + "/p", model="synthetic", seed=1, events=3, progress=None)
+        ...     pool = open_pool(tmp + "/p")
+        ...     len(pool), pool.key(2), pool.event(2) == pool.event_by_key(1, 2)
+        (3, EventKey(seed=1, index=2), True)
+    """
+    storage = _storage(location)
+    return Pool(storage, read_root_record(storage))
+
+
+def create_or_open_pool(
+    location: str | os.PathLike[str] | LocalStorage,
+    content: Mapping[str, Any],
+    layout: Layout | None,
+    *,
+    hints: Mapping[str, Any] | None = None,
+) -> Pool:
+    """Open a pool for writing, creating it when absent; refuse mismatched content.
+
+    Args:
+        location: the pool directory.
+        content: the generator's content record (``metadata()`` of the generator).
+        layout: the layout of a new pool; for an existing pool None, or the same layout.
+        hints: non-binding facts to record at creation (checkpoint path).
+
+    Raises:
+        PoolMismatchError: the pool records other content, or another layout was asked.
+        NotAPoolError: the location is a file or a non-pool directory.
+        PoolWriteError: the location cannot be written.
+    """
+    storage = _storage(location)
+    root = storage.root
+    if root.exists() and not root.is_dir():
+        raise NotAPoolError(f"'{storage.url}' is a file: give a new or pool directory as POOL")
+    if root.is_dir() and storage.read(ZARR_JSON) is None and any(root.iterdir()):
+        raise NotAPoolError(
+            f"'{storage.url}' is a non-empty directory that is not a pool: choose a new or empty directory"
+        )
+    storage.check_writable()
+    if storage.read(ZARR_JSON) is None:
+        new_record: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "content": dict(content),
+            "layout": (layout or Layout()).to_dict(),
+            "hints": dict(hints or {}),
+            "software": software_versions(),
+            "created": _now(),
+            "streams": [],
+        }
+        # two writers creating one pool: one wins, the other reads its record below
+        storage.write_new(ZARR_JSON, _json_bytes(group_document(new_record)))
+        storage.write_new(
+            f"{STREAMS}/{ZARR_JSON}", _json_bytes(group_document({"kind": "streams"}))
+        )
+    record = read_root_record(storage)
+    differences = content_differences(record["content"], content)
+    if differences:
+        raise PoolMismatchError(
+            f"pool '{storage.url}' holds other events than this build would make "
+            f"({'; '.join(differences)}): build into another pool, or use the pool's settings"
+        )
+    if layout is not None and Layout.from_dict(record["layout"]) != layout:
+        have = Layout.from_dict(record["layout"])
+        raise PoolMismatchError(
+            f"pool '{storage.url}' has block_events={have.block_events}, chunk_hits={have.chunk_hits}: "
+            "a pool's layout is fixed when it is created; leave --block-events out or use the pool's value"
+        )
+    return Pool(storage, record)
+
+
+__all__ = [
+    "CONTENT_KEYS",
+    "BlockInfo",
+    "Leftover",
+    "Pool",
+    "content_differences",
+    "create_or_open_pool",
+    "open_pool",
+    "read_root_record",
+    "software_versions",
+    "summary_of",
+]
