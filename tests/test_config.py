@@ -269,12 +269,16 @@ def test_example_configs_exist() -> None:
         "resnet-cpu.toml",
         "ieagan-cpu.toml",
         "convnet-gpu.toml",
+        "resnet-gpu.toml",
+        "ieagan-gpu.toml",
     } <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_config_loads_for_generate(path: Path) -> None:
-    values = load_config(path, command="generate", known=generate_known(), commands=["generate"])
+    values = load_config(
+        path, command="generate", known=generate_known(), commands=["build", "generate"]
+    )
     assert values["model"] in {"synthetic", "convnet", "resnet", "ieagan"}
     checkpoint = values.get("checkpoint")
     if values["model"] == "synthetic":

@@ -28,7 +28,14 @@ import typer
 from typer.core import TyperGroup
 
 from bgcache._version import __version__
-from bgcache.cli import checkpoint_cmd, generate_cmd, models_cmd
+from bgcache.cli import (
+    build_cmd,
+    checkpoint_cmd,
+    generate_cmd,
+    inspect_cmd,
+    models_cmd,
+    verify_cmd,
+)
 from bgcache.cli._config import config_origin
 from bgcache.errors import BgcacheError, UnknownModelError, UsageError
 
@@ -164,6 +171,9 @@ def _root(
 
     [bold]Examples[/bold]
 
+        bgcache build demo-pool --config configs/demo.toml
+        bgcache inspect demo-pool
+        bgcache verify demo-pool
         bgcache models
         bgcache generate --model synthetic --events 200
         bgcache checkpoint init --model convnet -o demo.pt
@@ -172,6 +182,9 @@ def _root(
     """
 
 
+app.command("build")(build_cmd.build)
+app.command("inspect")(inspect_cmd.inspect_pool)
+app.command("verify")(verify_cmd.verify)
 app.command("models")(models_cmd.models)
 app.command("generate")(generate_cmd.generate)
 app.add_typer(checkpoint_cmd.checkpoint_app, name="checkpoint")

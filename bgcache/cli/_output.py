@@ -80,24 +80,28 @@ def status(message: str, *, quiet: bool = False) -> Iterator[None]:
 
 
 class RateColumn(ProgressColumn):
-    """Events per second of a progress task."""
+    """Items (events, blocks) per second of a progress task."""
+
+    def __init__(self, unit: str = "events") -> None:
+        super().__init__()
+        self.unit = unit
 
     def render(self, task: Task) -> Text:
         """The rate as ``12.3 events/s`` (``-`` until known)."""
         speed = task.finished_speed or task.speed
         if speed is None:
-            return Text("- events/s", style="progress.data.speed")
-        return Text(f"{speed:.3g} events/s", style="progress.data.speed")
+            return Text(f"- {self.unit}/s", style="progress.data.speed")
+        return Text(f"{speed:.3g} {self.unit}/s", style="progress.data.speed")
 
 
-def event_progress(*, quiet: bool = False) -> Progress:
-    """A progress bar on stderr with count, events/s, elapsed time and ETA."""
+def event_progress(*, quiet: bool = False, unit: str = "events") -> Progress:
+    """A progress bar on stderr with count, rate (``unit``/s), elapsed time and ETA."""
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        RateColumn(),
+        RateColumn(unit),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),

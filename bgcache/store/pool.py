@@ -42,7 +42,7 @@ from bgcache.errors import (
     PositionError,
     UsageError,
 )
-from bgcache.geometry import N_SENSORS
+from bgcache.geometry import DENSE_EVENT_BYTES, N_SENSORS
 from bgcache.hits import SparseEvent
 from bgcache.seeding import EventKey, validate_index, validate_seed
 from bgcache.store.columns import PackedBlock, pack_block, unpack_block, unpack_event
@@ -445,6 +445,20 @@ class Pool:
         for info in self._catalog.blocks[start:stop]:
             yield info, self.read_block(info)
 
+    def sample(self, n: int | None) -> Iterator[tuple[int, SparseEvent]]:
+        """``(position, event)`` for ``n`` positions spread evenly over the pool (all if None
+        or ``n >= len(pool)``; then read a block at a time)."""
+        total = self.n_events
+        if n is None or n >= total:
+            position = 0
+            for _, events in self.blocks():
+                for event in events:
+                    yield position, event
+                    position += 1
+            return
+        for position in np.unique(np.linspace(0, total - 1, max(n, 1)).astype(np.int64)).tolist():
+            yield position, self.event(position)
+
     def __iter__(self) -> Iterator[SparseEvent]:
         for _, events in self.blocks():
             yield from events
@@ -460,6 +474,58 @@ class Pool:
             if len(parts) > 3 and parts[0] == STREAMS and "/".join(parts[:3]) in complete:
                 data += size
         return {"total": total, "complete_blocks": data, "other": total - data}
+
+    def describe(self) -> dict[str, Any]:
+        """What ``bgcache inspect`` shows, as a JSON-serialisable dict.
+
+        Reads every block marker (one small read per block) and walks the tree for sizes;
+        a damaged marker is counted, not raised, so a damaged pool can still be described.
+        """
+        hits = 0
+        unreadable = 0
+        blocks_per_seed: dict[int, int] = {}
+        for info in self._catalog.blocks:
+            blocks_per_seed[info.seed] = blocks_per_seed.get(info.seed, 0) + 1
+            raw = self.storage.read(f"{info.path}/{ZARR_JSON}")
+            try:
+                hits += int(json.loads(raw or b"")["attributes"][ATTRS_KEY]["n_hits"])
+            except (ValueError, KeyError, TypeError):
+                unreadable += 1
+        sizes = self.stored_bytes()
+        n = self.n_events
+        per_event = sizes["complete_blocks"] / n if n else None
+        content = self.content
+        streams = [
+            {**entry, "blocks": blocks_per_seed.get(entry["seed"], 0)}
+            for entry in summary_of(self.streams())
+        ]
+        return {
+            "pool": self.url,
+            "format": self.record["format"],
+            "format_version": self.record["format_version"],
+            "model": self.model,
+            "untrained": self.untrained,
+            "physics_model": self.physics_model,
+            "note": content.get("note"),
+            "checkpoint_sha256": content.get("checkpoint_sha256"),
+            "checkpoint_path_hint": self.record.get("hints", {}).get("checkpoint_path"),
+            "content": content,
+            "created": self.record.get("created"),
+            "software": self.record.get("software", {}),
+            "layout": self.record["layout"],
+            "events": n,
+            "blocks": len(self._catalog.blocks),
+            "hits": hits,
+            "unreadable_markers": unreadable,
+            "mean_hits_per_event": hits / n if n else None,
+            "streams": streams,
+            "bytes": sizes,
+            "bytes_per_event": per_event,
+            "bits_per_hit": 8 * sizes["complete_blocks"] / hits if hits else None,
+            "dense_bytes_per_event": DENSE_EVENT_BYTES,
+            "compression_ratio": DENSE_EVENT_BYTES / per_event if per_event else None,
+            "leftovers": [vars(x) for x in self._catalog.leftovers],
+        }
 
     def __repr__(self) -> str:
         flag = ", UNTRAINED" if self.untrained else ""

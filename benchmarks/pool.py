@@ -1,0 +1,290 @@
+"""Pool store benchmarks: bytes/event, read throughput, random access, build speed.
+
+Everything is measured in one run, so the ratios compare like with like:
+
+1. **Storage**: a synthetic pool's bytes/event on disk (every object of its complete
+   blocks, metadata included) against the best single-codec encoding of the same hits in
+   memory (the candidates of ``benchmarks/encodings.py``, one chunk per column per event)
+   and against the independent-pixel information bound.
+2. **Sequential read** on one core (blosc with 1 thread, process pinned to one CPU):
+   ``Pool.blocks()`` to ``SparseEvent`` objects, against the in-memory decode of the same
+   bytes (chunks read into memory first, then the same decode functions).
+3. **Random access**: one event at a random position, warm (file cache and marker cache
+   warm), and through a newly opened pool (catalog scan included).
+4. **Build**: synthetic pool build with 1 and 2 worker processes (events/s), and for GAN
+   models the overhead of storing: the same keys generated only vs built into a pool.
+
+Run:  python benchmarks/pool.py [--events 1024] [--gan convnet] [--gan-events 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numcodecs import blosc
+
+from bgcache.build import build_pool
+from bgcache.models import load_model
+from bgcache.store import open_pool
+from bgcache.store.columns import PackedBlock, unpack_block
+from bgcache.store.format import COLUMN_DTYPES
+from bgcache.store.shards import decode_chunk, decode_shard
+
+
+def _sibling(name: str) -> Any:
+    """A module of this folder by file ("encodings" would import the standard library's)."""
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", Path(__file__).with_name(f"{name}.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+_encodings = _sibling("encodings")
+candidates, entropy_bound_bytes = _encodings.candidates, _encodings.entropy_bound_bytes
+machine = _sibling("generate").machine
+
+
+@contextlib.contextmanager
+def one_core() -> Iterator[None]:
+    """Pin this process to one CPU and blosc to one thread for the duration."""
+    before = os.sched_getaffinity(0)
+    threads = blosc.get_nthreads()
+    os.sched_setaffinity(0, {max(before)})
+    blosc.set_nthreads(1)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+        blosc.set_nthreads(threads)
+
+
+def storage(pool_path: Path, seed: int, n: int) -> dict[str, Any]:
+    pool = open_pool(pool_path)
+    info = pool.describe()
+    events = load_model("synthetic").events([(seed, i) for i in range(n)])
+    bound = entropy_bound_bytes(events)
+    rows = []
+    for cand in candidates():
+        if cand.name.startswith("dense"):
+            continue  # 50x larger: not a contender, and slow
+        size = sum(len(c) for ev in events for c in cand.encode(ev)) / n
+        rows.append((cand.name, size))
+    best_name, best = min(rows, key=lambda r: r[1])
+    return {
+        "pool_bytes_per_event": info["bytes_per_event"],
+        "hits_per_event": info["mean_hits_per_event"],
+        "bound": bound,
+        "codecs": rows,
+        "best_name": best_name,
+        "best": best,
+    }
+
+
+def sequential(pool_path: Path, repeats: int = 3) -> dict[str, float]:
+    pool = open_pool(pool_path)
+    n = len(pool)
+    list(pool.blocks())  # file cache warm
+    # the same bytes, in memory
+    raw = []
+    for info in pool.block_list:
+        base = info.path
+        record, _ = pool._marker(info)
+        raw.append(
+            (
+                info.n_events,
+                int(record["n_hits"]),
+                pool.storage.read(f"{base}/counts/c/0"),
+                pool.storage.read(f"{base}/index/c/0"),
+                pool.storage.read(f"{base}/charge/c/0"),
+            )
+        )
+    chunk = pool.layout.chunk_hits
+
+    def decode_in_memory() -> int:
+        count = 0
+        for n_ev, n_hits, counts, index, charge in raw:
+            c = decode_chunk(counts, COLUMN_DTYPES["counts"], "counts")[:n_ev]
+            i = decode_shard(index, n_hits, chunk, COLUMN_DTYPES["index"], "index")
+            q = decode_shard(charge, n_hits, chunk, COLUMN_DTYPES["charge"], "charge")
+            count += len(unpack_block(PackedBlock(c, i, q)))
+        return count
+
+    def read_pool() -> int:
+        fresh = open_pool(pool_path)  # no cached markers
+        return sum(len(events) for _, events in fresh.blocks())
+
+    with one_core():
+        t_pool, t_mem = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            assert read_pool() == n
+            t_pool.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            assert decode_in_memory() == n
+            t_mem.append(time.perf_counter() - t0)
+    return {
+        "events": n,
+        "pool_events_per_s": n / min(t_pool),
+        "memory_events_per_s": n / min(t_mem),
+        "ratio": min(t_pool) / min(t_mem),
+    }
+
+
+def random_access(pool_path: Path, draws: int = 500) -> dict[str, float]:
+    pool = open_pool(pool_path)
+    n = len(pool)
+    rng = random.Random(1)
+    with one_core():
+        for i in range(n):
+            pool.event(i)  # warm: file cache and marker cache
+        warm = []
+        for _ in range(draws):
+            pos = rng.randrange(n)
+            t0 = time.perf_counter()
+            pool.event(pos)
+            warm.append(time.perf_counter() - t0)
+        fresh = []
+        for _ in range(min(draws, 100)):
+            pos = rng.randrange(n)
+            t0 = time.perf_counter()
+            open_pool(pool_path).event(pos)
+            fresh.append(time.perf_counter() - t0)
+    return {
+        "warm_median_ms": 1e3 * statistics.median(warm),
+        "warm_p95_ms": 1e3 * float(np.percentile(warm, 95)),
+        "open_and_read_median_ms": 1e3 * statistics.median(fresh),
+    }
+
+
+def build_speed(tmp: Path, n: int) -> dict[str, float]:
+    out = {}
+    for workers in (1, 2):
+        r = build_pool(
+            tmp / f"build-{workers}", model="synthetic", seed=11, events=n, workers=workers
+        )
+        out[f"events_per_s_{workers}"] = r.events_written / r.seconds
+        out[f"seconds_{workers}"] = r.seconds
+    gen = load_model("synthetic")
+    t0 = time.perf_counter()
+    gen.events([(12, i) for i in range(n // 4)])
+    out["generate_only_events_per_s_1"] = (n // 4) / (time.perf_counter() - t0)
+    return out
+
+
+def gan_overhead(tmp: Path, model: str, n: int) -> dict[str, float]:
+    from bgcache.models.checkpoint import init_checkpoint
+
+    ckpt = tmp / f"{model}.pt"
+    init_checkpoint(model, ckpt)
+    gen = load_model(model, ckpt)
+    gen.events([(99, 0)])  # warm-up
+    t0 = time.perf_counter()
+    for i in range(n):
+        gen.events([(3, i)])
+    t_gen = time.perf_counter() - t0
+    del gen
+    r = build_pool(
+        tmp / f"{model}-pool",
+        model=model,
+        checkpoint=ckpt,
+        seed=3,
+        events=n,
+        block_events=max(1, n // 4),
+    )
+    t_build = r.seconds - r.load_seconds
+    return {
+        "events": n,
+        "generate_only_s": t_gen,
+        "build_s": t_build,
+        "overhead": (t_build - t_gen) / t_build,
+        "write_s": r.write_seconds,
+        "bytes_per_event": r.bytes_written / n,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--events", type=int, default=1024, help="synthetic pool size")
+    ap.add_argument("--build-events", type=int, default=2000, help="events of the build-speed runs")
+    ap.add_argument("--gan", nargs="*", default=["convnet"], help="GAN models for the overhead run")
+    ap.add_argument("--gan-events", type=int, default=8)
+    args = ap.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        pool_path = tmp / "pool"
+        build_pool(pool_path, model="synthetic", seed=7, events=args.events)
+
+        s = storage(pool_path, 7, args.events)
+        print(
+            f"\n## Storage: {args.events} synthetic events, {s['hits_per_event']:.0f} hits/event\n"
+        )
+        print("| encoding | kB/event | pool / this |")
+        print("|---|---|---|")
+        print(
+            f"| **pool on disk** (all objects of its blocks) | **{s['pool_bytes_per_event'] / 1e3:.1f}** | 1.000 |"
+        )
+        for name, size in sorted(s["codecs"], key=lambda r: r[1]):
+            print(
+                f"| {name} (in memory) | {size / 1e3:.1f} | {s['pool_bytes_per_event'] / size:.3f} |"
+            )
+        print(
+            f"| independent-pixel information bound | {s['bound'] / 1e3:.1f} | {s['pool_bytes_per_event'] / s['bound']:.3f} |"
+        )
+        excess = s["pool_bytes_per_event"] / s["best"] - 1
+        print(f"\npool vs best codec ({s['best_name']}): {100 * excess:+.1f} % (goal: within 5 %)")
+
+        q = sequential(pool_path)
+        print("\n## Sequential read, one core\n")
+        print(f"pool.blocks() -> events: {q['pool_events_per_s']:.0f} events/s (goal >= 1,500)")
+        print(f"in-memory decode of the same bytes: {q['memory_events_per_s']:.0f} events/s")
+        print(f"pool / in-memory time: {q['ratio']:.2f}x (goal <= 1.5x)")
+
+        ra = random_access(pool_path)
+        print("\n## Random access to one event, one core\n")
+        print(
+            f"warm: median {ra['warm_median_ms']:.2f} ms, p95 {ra['warm_p95_ms']:.2f} ms (goal <= 3 ms)"
+        )
+        print(f"open_pool + one event: median {ra['open_and_read_median_ms']:.2f} ms")
+
+        b = build_speed(tmp, args.build_events)
+        print(f"\n## Synthetic build, {args.build_events} events\n")
+        print(f"1 process: {b['events_per_s_1']:.0f} events/s ({b['seconds_1']:.1f} s)")
+        print(
+            f"2 worker processes: {b['events_per_s_2']:.0f} events/s ({b['seconds_2']:.1f} s) (goal >= 300)"
+        )
+        print(f"generation alone, 1 process: {b['generate_only_events_per_s_1']:.0f} events/s")
+
+        for model in args.gan:
+            g = gan_overhead(tmp, model, args.gan_events)
+            print(f"\n## {model}: storing overhead, {g['events']} events, 1 thread\n")
+            print(
+                f"generate only: {g['generate_only_s']:.2f} s; build into a pool: {g['build_s']:.2f} s"
+            )
+            print(
+                f"overhead: {100 * g['overhead']:+.2f} % of the build's wall time (goal <= 3 %); "
+                f"writer busy {g['write_s']:.2f} s; {g['bytes_per_event'] / 1e3:.1f} kB/event"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

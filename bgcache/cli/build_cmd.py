@@ -1,0 +1,283 @@
+"""``bgcache build``: build, complete or extend a pool (see :func:`bgcache.build.build_pool`).
+
+Options can also come from environment variables (``BGCACHE_MODEL``, ``BGCACHE_SEED``...)
+and from a config file (``--config``, see :mod:`bgcache.cli._config`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bgcache.cli._config import ConfigOption
+
+
+def build(
+    pool: Annotated[
+        str,
+        typer.Argument(
+            metavar="POOL", help="Pool directory (created if absent).", show_default=False
+        ),
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            envvar="BGCACHE_MODEL",
+            help="Generator name (see 'bgcache models').",
+            show_default=False,
+        ),
+    ],
+    events: Annotated[
+        int,
+        typer.Option(
+            "--events",
+            "-n",
+            min=1,
+            envvar="BGCACHE_EVENTS",
+            help="Number of event keys to build, from --first-index on.",
+            show_default=False,
+        ),
+    ],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            envvar="BGCACHE_CHECKPOINT",
+            help="State_dict file of a GAN model (ignored by synthetic).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            envvar="BGCACHE_SEED", help="Seed of the event stream, an integer in [-2**63, 2**63-1]."
+        ),
+    ] = 0,
+    first_index: Annotated[
+        int,
+        typer.Option(
+            "--first-index",
+            min=0,
+            envvar="BGCACHE_FIRST_INDEX",
+            help="Index of the first event key (rounded down to a block start).",
+        ),
+    ] = 0,
+    block_events: Annotated[
+        int | None,
+        typer.Option(
+            "--block-events",
+            min=1,
+            max=65536,
+            envvar="BGCACHE_BLOCK_EVENTS",
+            help=(
+                "Events per block of a NEW pool (default 256; 16 for GAN models on a CPU). "
+                "A block is the unit of writing and resume; an existing pool keeps its own."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    batch_events: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-events",
+            min=1,
+            envvar="BGCACHE_BATCH_EVENTS",
+            help="Events per generator call (default 1 for GAN models, 32 otherwise).",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            envvar="BGCACHE_DEVICE", help="Torch device of GAN models: cpu, cuda, cuda:N."
+        ),
+    ] = "cpu",
+    nintra: Annotated[
+        int, typer.Option(envvar="BGCACHE_NINTRA", help="Intra-op threads per worker.")
+    ] = 1,
+    ninter: Annotated[
+        int, typer.Option(envvar="BGCACHE_NINTER", help="Inter-op threads per worker.")
+    ] = 1,
+    optimize: Annotated[
+        bool,
+        typer.Option(
+            "--optimize/--no-optimize",
+            envvar="BGCACHE_OPTIMIZE",
+            help="Fast exact inference path, or the plain layer-by-layer forward pass.",
+        ),
+    ] = True,
+    precision: Annotated[
+        str,
+        typer.Option(
+            envvar="BGCACHE_PRECISION",
+            help="Network precision of GAN models: fp32 (default), or an explicit bf16/fp16.",
+        ),
+    ] = "fp32",
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            envvar="BGCACHE_SHARD",
+            metavar="K/N",
+            help=(
+                "Build only the K-th (0-based) of N contiguous parts of the range's blocks, "
+                "e.g. --shard $SLURM_ARRAY_TASK_ID/100."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            envvar="BGCACHE_RESUME",
+            help=(
+                "Skip complete blocks and build only what is missing; --no-resume refuses "
+                "to run if any block of the range is complete."
+            ),
+        ),
+    ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-j",
+            min=1,
+            max=256,
+            envvar="BGCACHE_WORKERS",
+            help="Processes that generate and write blocks in parallel.",
+        ),
+    ] = 1,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the build summary as JSON on stdout.")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", envvar="BGCACHE_QUIET", help="No progress bar or notes on stderr."
+        ),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Build a pool, or complete or extend one, with the events of one seed stream.
+
+    The keys (SEED, FIRST_INDEX) ... (SEED, FIRST_INDEX + EVENTS - 1) are
+    cut into blocks; complete blocks are skipped, so running the same
+    command again completes an interrupted build with the same bytes. A
+    later build may add another seed or extend a stream; a build whose
+    model, checkpoint or content options differ from what the pool records
+    is refused. With --shard K/N several processes or machines fill one
+    pool at once. Ctrl-C keeps every complete block.
+
+    [bold]Examples[/bold]
+
+        bgcache build demo-pool --model synthetic --events 5000
+        bgcache build demo-pool --config configs/demo.toml
+        bgcache build demo-pool -m synthetic -n 5000 --seed 2 -j 2
+        bgcache checkpoint init --model convnet -o demo.pt
+        bgcache build convnet-pool -m convnet -c demo.pt -n 64 --nintra 2
+        bgcache build big-pool -m convnet -c demo.pt -n 100000 --shard 3/10
+        bgcache build big-pool --config configs/convnet-gpu.toml --json
+    """
+    from bgcache.build import build_pool
+    from bgcache.cli._output import event_progress, note, print_json, stderr_console
+    from bgcache.models import get_spec
+
+    del config  # already applied: its callback made the file's values the options' defaults
+    spec = get_spec(model)
+    if checkpoint is not None and not spec.needs_checkpoint:
+        note(f"model {model!r} takes no checkpoint: ignoring --checkpoint", quiet=quiet)
+        checkpoint = None
+
+    progress_bar = event_progress(quiet=quiet)
+    state: dict[str, Any] = {}
+    # a spinner while the model loads (transient: it leaves nothing on a terminal or pipe)
+    spinner = stderr_console().status(f"loading {model}...")
+    if spec.needs_torch and not quiet:
+        spinner.start()
+
+    def on_progress(done: int, total: int) -> None:
+        if "task" not in state:
+            spinner.stop()
+            state["skipped"] = done
+            state["task"] = progress_bar.add_task(f"building {model}", total=total - done)
+            progress_bar.start()
+        progress_bar.update(state["task"], completed=done - state["skipped"])
+
+    try:
+        result = build_pool(
+            pool,
+            model=model,
+            events=events,
+            checkpoint=checkpoint,
+            seed=seed,
+            first_index=first_index,
+            block_events=block_events,
+            batch_events=batch_events,
+            device=device,
+            nintra=nintra,
+            ninter=ninter,
+            optimize=optimize,
+            precision=precision,
+            shard=shard,
+            resume=resume,
+            workers=workers,
+            progress=on_progress,
+        )
+    except KeyboardInterrupt:
+        spinner.stop()
+        progress_bar.stop()
+        note("interrupted: every complete block is kept; run the same command to resume")
+        raise typer.Exit(130) from None
+    finally:
+        spinner.stop()
+        progress_bar.stop()
+    for text in result.notes:
+        note(text, quiet=quiet)
+    record = result.to_dict()
+    if json_output:
+        print_json(record)
+    else:
+        _print_summary(record)
+
+
+def _print_summary(r: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    from bgcache.cli._output import fmt_bytes, fmt_int, stdout_console
+    from bgcache.geometry import DENSE_EVENT_BYTES
+
+    out = stdout_console()
+    out.soft_wrap = True  # one line per fact, also in pipes and logs
+    shard = f", shard {r['shard'][0]}/{r['shard'][1]}" if r["shard"] else ""
+    out.print(
+        f"[bold]pool {escape(r['pool'])}[/bold]: model {r['model']}, keys (seed {r['seed']}, "
+        f"index {r['first_index']}..{r['stop_index'] - 1}){shard}, "
+        f"{r['block_events']} events per block"
+    )
+    rate = r["events_per_second"]
+    out.print(
+        f"built      {fmt_int(r['events_written'])} events in {r['blocks_written']} blocks, "
+        f"{r['seconds']:.1f} s" + (f", {rate:.3g} events/s" if rate else "")
+    )
+    if r["blocks_skipped"]:
+        out.print(
+            f"skipped    {fmt_int(r['events_skipped'])} events in {r['blocks_skipped']} "
+            "blocks that were already complete"
+        )
+    if r["events_written"]:
+        per_event = r["bytes_per_event"]
+        out.print(
+            f"written    {fmt_bytes(r['bytes_written'])}, {per_event / 1000:.1f} kB/event "
+            f"({DENSE_EVENT_BYTES / per_event:.0f}x smaller than dense)"
+        )
+        out.print(
+            f"time       generating {r['generate_seconds']:.1f} s, compressing and writing "
+            f"{r['write_seconds']:.1f} s (overlapped), loading {r['load_seconds']:.1f} s"
+        )
+    out.print(f"pool       {fmt_int(r['pool_events'])} complete events")

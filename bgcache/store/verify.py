@@ -1,0 +1,278 @@
+"""``verify``: read a whole pool and check everything that can be checked.
+
+The top layer of the store (it reads through :class:`~bgcache.store.pool.Pool`). Per
+complete block: the marker parses and agrees with the block's name, stream and layout;
+every column's Zarr metadata is present and agrees with the marker; stored sizes match
+the marker; every chunk and shard index passes its crc32c; counts add up; within each
+event the pixel indices strictly increase and stay on the detector; charges are > 0.
+Per pool: the root record, the stream groups, and the root's ``streams`` summary
+against the blocks.
+
+*Problems* are damage (exit code 1 in ``bgcache verify``); *warnings* are things that
+are not data but not clean either: incomplete blocks and ``*.partial`` files of an
+interrupted build (a build resumes them), superseded short blocks, a stale summary.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bgcache.errors import BgcacheError, CorruptBlockError
+from bgcache.store.columns import PackedBlock, check_block
+from bgcache.store.format import (
+    ATTRS_KEY,
+    COLUMN_DTYPES,
+    PARTIAL_SUFFIX,
+    STREAMS,
+    ZARR_JSON,
+    block_path,
+    stream_path,
+)
+from bgcache.store.pool import BlockInfo, Pool, open_pool, read_root_record, summary_of
+from bgcache.store.shards import decode_shard
+
+
+@dataclass
+class Finding:
+    """One problem or warning: what, where (store path) and which keys it affects."""
+
+    kind: str
+    path: str
+    message: str
+    seed: int | None = None
+    first_index: int | None = None
+    last_index: int | None = None
+
+    def __str__(self) -> str:
+        keys = (
+            f" [seed {self.seed}, indices {self.first_index}..{self.last_index}]"
+            if self.seed is not None
+            else ""
+        )
+        return f"{self.kind}: {self.path}{keys}: {self.message}"
+
+
+@dataclass
+class VerifyReport:
+    """The result of :func:`verify_pool`."""
+
+    pool: str
+    blocks: int = 0
+    events: int = 0
+    hits: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    problems: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found (warnings allowed)."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable record."""
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+
+def verify_pool(
+    location: str | Pool, *, progress: Callable[[int, int], None] | None = None
+) -> VerifyReport:
+    """Check every block of a pool; see the module docstring for what is checked.
+
+    Args:
+        location: the pool directory, or an open :class:`Pool`.
+        progress: called as ``progress(blocks_done, blocks_total)``.
+
+    Returns:
+        A :class:`VerifyReport`; ``report.ok`` is False if any problem was found.
+
+    Raises:
+        PoolNotFoundError, NotAPoolError, PoolFormatError: the pool cannot be opened at all.
+
+    Example:
+        >>> import tempfile
+        >>> from bgcache.build import build_pool
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = build_pool(tmp + "/p", model="synthetic", events=4)
+        ...     report = verify_pool(tmp + "/p")
+        ...     report.ok, report.events, report.problems
+        (True, 4, [])
+    """
+    t0 = time.perf_counter()
+    pool = location if isinstance(location, Pool) else open_pool(location)
+    pool.refresh()
+    report = VerifyReport(pool=pool.url)
+    _check_groups(pool, report)
+    blocks = pool.block_list
+    for i, info in enumerate(blocks):
+        _check_block(pool, info, report)
+        if progress is not None:
+            progress(i + 1, len(blocks))
+    for leftover in pool.leftovers:
+        report.warnings.append(Finding(leftover.kind, leftover.path, leftover.detail or "not data"))
+    _check_summary(pool, report)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _check_groups(pool: Pool, report: VerifyReport) -> None:
+    storage = pool.storage
+    if storage.read(f"{STREAMS}/{ZARR_JSON}") is None:
+        report.problems.append(Finding("metadata", f"{STREAMS}/{ZARR_JSON}", "missing"))
+    for seed in sorted({b.seed for b in pool.block_list}):
+        key = f"{stream_path(seed)}/{ZARR_JSON}"
+        raw = storage.read(key)
+        try:
+            record = json.loads(raw)["attributes"][ATTRS_KEY] if raw is not None else None
+        except (ValueError, KeyError, TypeError):
+            record = None
+        if raw is None:
+            report.problems.append(Finding("metadata", key, "stream group metadata is missing"))
+        elif record is None or record.get("seed") != seed:
+            report.problems.append(
+                Finding("metadata", key, f"stream group metadata is damaged (expected seed {seed})")
+            )
+    for key, _size in storage.walk():
+        name = key.rsplit("/", 1)[-1]
+        if name.endswith(PARTIAL_SUFFIX) and not key.startswith(".bgcache-write-test"):
+            report.warnings.append(
+                Finding("partial file", key, "left by an interrupted write; not data")
+            )
+
+
+def _finding(kind: str, info: BlockInfo, message: str) -> Finding:
+    return Finding(kind, info.path, message, info.seed, info.first_index, info.stop_index - 1)
+
+
+def _check_block(pool: Pool, info: BlockInfo, report: VerifyReport) -> None:
+    storage = pool.storage
+    base = block_path(info.seed, info.name)
+    raw = storage.read(f"{base}/{ZARR_JSON}")
+    try:
+        marker = json.loads(raw or b"")["attributes"][ATTRS_KEY]
+        n_hits = int(marker["n_hits"])
+    except (ValueError, KeyError, TypeError):
+        report.problems.append(_finding("metadata", info, "block marker is damaged or unreadable"))
+        return
+    report.bytes_read += len(raw or b"")
+    expected = {
+        "seed": info.seed,
+        "block": info.block,
+        "first_index": info.first_index,
+        "n_events": info.n_events,
+    }
+    for key, value in expected.items():
+        if marker.get(key) != value:
+            report.problems.append(
+                _finding(
+                    "metadata",
+                    info,
+                    f"marker says {key}={marker.get(key)!r}, the block's name and stream say {value!r}",
+                )
+            )
+    shapes = {"counts": info.n_events, "index": n_hits, "charge": n_hits}
+    for column, n in shapes.items():
+        doc_raw = storage.read(f"{base}/{column}/{ZARR_JSON}")
+        try:
+            doc = json.loads(doc_raw or b"")
+            shape_ok = doc["shape"] == [n] and doc["data_type"] == COLUMN_DTYPES[column].name
+        except (ValueError, KeyError, TypeError):
+            report.problems.append(
+                _finding("metadata", info, f"column {column}: array metadata missing or damaged")
+            )
+            continue
+        if not shape_ok:
+            report.problems.append(
+                _finding(
+                    "metadata", info, f"column {column}: array metadata disagrees with the marker"
+                )
+            )
+    nbytes = marker.get("nbytes", {})
+    for column in ("counts", "index", "charge"):
+        key = f"{base}/{column}/c/0"
+        size = storage.size(key)
+        stored = nbytes.get(column) if isinstance(nbytes, dict) else None
+        if size is None:
+            if shapes[column] > 0:
+                report.problems.append(
+                    _finding("missing", info, f"column {column}: chunk file missing")
+                )
+            continue
+        if isinstance(stored, int):
+            meta_size = storage.size(f"{base}/{column}/{ZARR_JSON}") or 0
+            if size + meta_size != stored:
+                report.problems.append(
+                    _finding(
+                        "size",
+                        info,
+                        f"column {column}: {size + meta_size} bytes stored, the marker recorded {stored} (truncated or replaced)",
+                    )
+                )
+    try:
+        _, counts = pool._marker(info)
+    except CorruptBlockError as exc:
+        report.problems.append(_finding("checksum", info, _short(exc, pool)))
+        return
+    report.bytes_read += storage.size(f"{base}/counts/c/0") or 0
+    columns: dict[str, np.ndarray] = {}
+    for column in ("index", "charge"):
+        if n_hits == 0:
+            columns[column] = np.zeros(0, COLUMN_DTYPES[column])
+            continue
+        data = storage.read(f"{base}/{column}/c/0")
+        if data is None:
+            continue  # reported above
+        report.bytes_read += len(data)
+        try:
+            columns[column] = decode_shard(
+                data, n_hits, pool.layout.chunk_hits, COLUMN_DTYPES[column], f"column {column}"
+            )
+        except CorruptBlockError as exc:
+            report.problems.append(_finding("checksum", info, str(exc)))
+    if len(columns) < 2:
+        return
+    for message in check_block(PackedBlock(counts, columns["index"], columns["charge"])):
+        report.problems.append(_finding("content", info, message))
+    report.blocks += 1
+    report.events += info.n_events
+    report.hits += n_hits
+
+
+def _short(exc: Exception, pool: Pool) -> str:
+    """An error message without the pool and block prefix (the finding names them)."""
+    text = str(exc)
+    return (
+        text.split("): ", 1)[1]
+        if text.startswith(f"pool '{pool.url}' block") and "): " in text
+        else text
+    )
+
+
+def _check_summary(pool: Pool, report: VerifyReport) -> None:
+    try:
+        recorded = read_root_record(pool.storage).get("streams")
+    except BgcacheError as exc:
+        report.problems.append(Finding("metadata", ZARR_JSON, str(exc)))
+        return
+    actual = summary_of(pool.streams())
+    if recorded != actual:
+        report.warnings.append(
+            Finding(
+                "summary",
+                ZARR_JSON,
+                "the root record's streams summary differs from the complete blocks "
+                "(a build is running or was interrupted); the next build refreshes it",
+            )
+        )
+
+
+__all__ = ["Finding", "VerifyReport", "verify_pool"]

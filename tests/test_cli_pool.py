@@ -1,0 +1,287 @@
+"""``bgcache build``, ``inspect`` and ``verify`` on real pools: in process and as the script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import Result
+
+from bgcache.config import load_config
+from bgcache.store import open_pool
+from bgcache.store.format import stream_name
+
+Invoke = Callable[..., Result]  # the `cli` fixture of conftest.py
+SCRIPT = Path(sys.executable).with_name("bgcache")
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def ok_json(result: Result) -> Any:
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return json.loads(result.stdout)
+
+
+def one_line_error(result: Result, code: int, *needles: str) -> None:
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bgcache: error: "), result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture
+def pool(tmp_path: Path, cli: Invoke) -> Path:
+    path = tmp_path / "pool"
+    result = cli(
+        "build",
+        str(path),
+        "-m",
+        "synthetic",
+        "-n",
+        "40",
+        "--seed",
+        "2",
+        "--block-events",
+        "16",
+        "-q",
+    )
+    assert result.exit_code == 0, result.stderr
+    return path
+
+
+def test_build_summary_and_json(cli: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "p"
+    result = cli("build", str(path), "-m", "synthetic", "-n", "20", "--block-events", "8", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert "built      20 events in 3 blocks" in result.stdout
+    assert "kB/event" in result.stdout and "smaller than dense" in result.stdout
+    out = ok_json(cli("build", str(path), "-m", "synthetic", "-n", "30", "-q", "--json"))
+    assert (out["events_written"], out["blocks_skipped"], out["pool_events"]) == (14, 2, 30)
+    assert out["bytes_per_event"] > 50_000
+
+
+def test_build_progress_bar_goes_to_stderr(cli: Invoke, tmp_path: Path) -> None:
+    result = cli("build", str(tmp_path / "p"), "-m", "synthetic", "-n", "10", "--json")
+    assert result.exit_code == 0
+    assert "events/s" in result.stderr
+    assert json.loads(result.stdout)["events_written"] == 10
+
+
+def test_build_with_demo_config(cli: Invoke, tmp_path: Path) -> None:
+    out = ok_json(
+        cli(
+            "build",
+            str(tmp_path / "demo"),
+            "--config",
+            str(CONFIGS / "demo.toml"),
+            "-n",
+            "30",
+            "-q",
+            "--json",
+        )
+    )
+    assert (out["model"], out["seed"], out["block_events"], out["events_written"]) == (
+        "synthetic",
+        0,
+        256,
+        30,
+    )
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
+def test_example_configs_have_valid_build_tables(path: Path) -> None:
+    import typer.main
+
+    from bgcache.cli import app
+    from bgcache.cli._config import config_keys
+
+    keys = config_keys(typer.main.get_command(app).commands["build"])  # type: ignore[attr-defined]
+    values = load_config(
+        path,
+        command="build",
+        known={k: t for k, (_, t) in keys.items()},
+        commands=["build", "generate"],
+    )
+    assert values["events"] >= 1 and values["block_events"] >= 1
+
+
+def test_inspect_human_and_json(cli: Invoke, pool: Path) -> None:
+    result = cli("inspect", str(pool))
+    assert result.exit_code == 0, result.stderr
+    text = result.stdout
+    assert "model      synthetic" in text
+    assert "NOT a physics model" in text
+    assert "stream     seed 2: indices 0..39 (40 events, 3 blocks)" in text
+    assert "smaller than dense" in text and "blosc zstd level 1" in text
+    out = ok_json(cli("inspect", str(pool), "--json"))
+    assert out["events"] == 40 and out["streams"][0]["ranges"] == [[0, 40]]
+    assert out["layout"]["compression"]["cname"] == "zstd"
+    assert out["compression_ratio"] > 50
+
+
+def test_inspect_stats_and_plot(cli: Invoke, pool: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "pool.png"
+    result = cli("inspect", str(pool), "--stats", "--sample", "10", "--plot", str(png), "-q")
+    assert result.exit_code == 0, result.stderr
+    assert "vs the Geant4 reference" in result.stdout and "per sensor" in result.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = ok_json(cli("inspect", str(pool), "--stats", "--sample", "0", "--json", "-q"))
+    assert out["statistics"]["n_events"] == 40
+    assert 0.8 < out["statistics"]["overall"]["occupancy_ratio"] < 1.2
+
+
+def test_inspect_untrained_pool_is_marked(cli: Invoke, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    ckpt = tmp_path / "demo.pt"
+    assert cli("checkpoint", "init", "--model", "convnet", "-o", str(ckpt)).exit_code == 0
+    result = cli(
+        "build",
+        str(tmp_path / "gan"),
+        "-m",
+        "convnet",
+        "-c",
+        str(ckpt),
+        "-n",
+        "1",
+        "-q",
+        "--nintra",
+        "2",
+    )
+    assert result.exit_code == 0, result.stderr
+    out = cli("inspect", str(tmp_path / "gan"))
+    assert "UNTRAINED DEMO CHECKPOINT" in out.stdout
+    info = ok_json(cli("inspect", str(tmp_path / "gan"), "--json"))
+    assert info["untrained"] is True and info["content"]["model"] == "convnet"
+    assert len(info["checkpoint_sha256"]) == 64
+
+
+def test_verify_clean_and_damaged(cli: Invoke, pool: Path) -> None:
+    result = cli("verify", str(pool), "-q")
+    assert result.exit_code == 0, result.stdout
+    assert result.stdout.startswith("OK: pool")
+    shard = pool / f"streams/{stream_name(2)}/1/index/c/0"
+    data = bytearray(shard.read_bytes())
+    data[500] ^= 1
+    shard.write_bytes(bytes(data))
+    result = cli("verify", str(pool), "-q")
+    assert result.exit_code == 1
+    assert "PROBLEM checksum" in result.stdout and "[seed 2, indices 16..31]" in result.stdout
+    assert "DAMAGED" in result.stdout
+    out = json.loads(cli("verify", str(pool), "-q", "--json").stdout)
+    assert out["ok"] is False and out["problems"][0]["first_index"] == 16
+
+
+def test_verify_strict_fails_on_leftovers(cli: Invoke, pool: Path) -> None:
+    (pool / f"streams/{stream_name(2)}/9").mkdir()
+    assert cli("verify", str(pool), "-q").exit_code == 0
+    result = cli("verify", str(pool), "-q", "--strict")
+    assert result.exit_code == 1 and "incomplete block" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["-m", "synthtic", "-n", "5"], 2, "did you mean 'synthetic'"),
+        (["-m", "synthetic", "-n", "0"], 2, "--events"),
+        (["-m", "synthetic", "-n", "x"], 2, "--events"),
+        (["-m", "synthetic", "-n", "5", "--shard", "4/4"], 2, "K must be in 0..3"),
+        (["-m", "synthetic", "-n", "5", "--shard", "1of4"], 2, "K/N"),
+        (["-m", "synthetic", "-n", "5", "--seed", str(2**63)], 2, "seed"),
+        (["-m", "convnet", "-c", "missing.pt", "-n", "5"], 1, "does not exist"),
+        (["-m", "convnet", "-n", "5"], 2, "needs a checkpoint"),
+        (["-n", "5"], 2, "--model"),
+    ],
+    ids=[
+        "unknown-model",
+        "zero-events",
+        "non-integer",
+        "shard-range",
+        "shard-form",
+        "seed-range",
+        "missing-checkpoint",
+        "no-checkpoint",
+        "no-model",
+    ],
+)
+def test_build_bad_input(
+    cli: Invoke, tmp_path: Path, args: list[str], code: int, needle: str
+) -> None:
+    if "convnet" in args:
+        pytest.importorskip("torch")
+    result = cli("build", str(tmp_path / "p"), *args)
+    one_line_error(result, code, needle)
+    assert not (tmp_path / "p").exists()
+
+
+def test_build_refuses_a_file_and_a_mismatch_without_touching_the_pool(
+    cli: Invoke, pool: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "f").write_text("data")
+    one_line_error(cli("build", str(tmp_path / "f"), "-m", "synthetic", "-n", "2"), 1, "is a file")
+    assert (tmp_path / "f").read_text() == "data"
+    before = {p: p.stat().st_mtime_ns for p in pool.rglob("*")}
+    one_line_error(
+        cli("build", str(pool), "-m", "synthetic", "-n", "2", "--block-events", "8"),
+        1,
+        "block_events=16",
+    )
+    one_line_error(
+        cli("build", str(pool), "-m", "synthetic", "-n", "2", "--seed", "2", "--no-resume"),
+        1,
+        "--no-resume",
+    )
+    assert {p: p.stat().st_mtime_ns for p in pool.rglob("*")} == before
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify"])
+def test_reading_commands_on_non_pools(cli: Invoke, tmp_path: Path, command: str) -> None:
+    one_line_error(cli(command, str(tmp_path / "nope")), 1, "does not exist")
+    (tmp_path / "f").write_text("x")
+    one_line_error(cli(command, str(tmp_path / "f")), 1, "is a file")
+    (tmp_path / "d").mkdir()
+    one_line_error(cli(command, str(tmp_path / "d")), 1, "is not a pool")
+
+
+@pytest.mark.parametrize("command", ["build", "inspect", "verify"])
+def test_help_has_examples(cli: Invoke, command: str) -> None:
+    result = cli(command, "--help")
+    assert result.exit_code == 0
+    assert "Examples" in result.stdout and f"bgcache {command} " in result.stdout
+
+
+def test_installed_script_builds_inspects_and_verifies(tmp_path: Path) -> None:
+    """The console script of the installed package: the README's main job, shortened."""
+    assert SCRIPT.exists(), SCRIPT
+    pool = tmp_path / "demo-pool"
+    run = subprocess.run(
+        [
+            str(SCRIPT),
+            "build",
+            str(pool),
+            "--config",
+            str(CONFIGS / "demo.toml"),
+            "-n",
+            "300",
+            "-j",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "built      300 events in 2 blocks" in run.stdout
+    info = subprocess.run(
+        [str(SCRIPT), "inspect", str(pool), "--json"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(info.stdout)["events"] == 300
+    check = subprocess.run([str(SCRIPT), "verify", str(pool)], capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.startswith("OK")
+    assert len(open_pool(pool)) == 300
