@@ -137,6 +137,7 @@ def test_inspect_stats_and_plot(cli: Invoke, pool: Path, tmp_path: Path) -> None
     assert 0.8 < out["statistics"]["overall"]["occupancy_ratio"] < 1.2
 
 
+@pytest.mark.slow
 def test_inspect_untrained_pool_is_marked(cli: Invoke, tmp_path: Path) -> None:
     pytest.importorskip("torch")
     ckpt = tmp_path / "demo.pt"

@@ -68,6 +68,10 @@ def inspect_pool(
     from bgcache.cli._output import event_progress, print_json
     from bgcache.store.pool import open_pool
 
+    if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
+        from bgcache.errors import UsageError
+
+        raise UsageError(f"--plot {str(plot)!r}: the file name must end in .png, .pdf or .svg")
     opened = open_pool(pool)
     info = opened.describe()
     comparison = None
