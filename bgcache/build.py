@@ -38,7 +38,8 @@ from bgcache.store.format import (
     ZARR_JSON,
     Layout,
 )
-from bgcache.store.pool import Pool, _storage, create_or_open_pool, read_root_record
+from bgcache.store.pool import Pool, create_or_open_pool, open_storage
+from bgcache.store.records import read_root_record
 
 #: Metadata fields of a generator that describe the software or a local path, not content.
 _NOT_CONTENT = ("checkpoint_path", "torch", "numpy", "reference")
@@ -265,7 +266,7 @@ def build_pool(
     spec = get_spec(model)
     if checkpoint is not None and not spec.needs_checkpoint:
         checkpoint = None
-    storage = _storage(pool)
+    storage = open_storage(pool)
     existing = _existing_record(storage)
 
     t0 = time.perf_counter()
@@ -451,7 +452,7 @@ def _worker_init(url: str, options: dict[str, Any]) -> None:
     """Load the model once per worker process."""
     opts = dict(options)
     _WORKER["gen"] = load_model(opts.pop("model"), opts.pop("checkpoint"), **opts)
-    _WORKER["pool"] = Pool(_storage(url), read_root_record(_storage(url)))
+    _WORKER["pool"] = Pool(open_storage(url), read_root_record(open_storage(url)))
 
 
 def _worker_block(task: BlockTask, batch: int) -> tuple[int, int, float, float]:

@@ -132,24 +132,14 @@ def plot_pool(
             bbox={"boxstyle": "round,pad=0.4", "facecolor": "#fff3cd", "edgecolor": "#8b0000"},
         )
         top = 1 - 1.05 / height
-    if event is None:
-        grid = fig.add_gridspec(1, 2, left=0.06, right=0.98, top=top, bottom=0.1, wspace=0.2)
-    else:
-        grid = fig.add_gridspec(
-            2,
-            2,
-            left=0.06,
-            right=0.95,
-            top=top,
-            bottom=0.03,
-            wspace=0.2,
-            hspace=0.2,
-            height_ratios=[1, 1.15],
-        )
+    # Top row: panels (a) and (b); bottom: the hitmap, with room for its colour bar.
+    split = 0.1 if event is None else 0.55
+    grid = fig.add_gridspec(1, 2, left=0.06, right=0.98, top=top, bottom=split, wspace=0.2)
     _draw_occupancy(fig.add_subplot(grid[0, 0]), comparison)
     _draw_spectrum(fig.add_subplot(grid[0, 1]), comparison)
     if event is not None:
-        _draw_hitmap(fig, grid[1, :], event, event_label, mpl)
+        lower = fig.add_gridspec(1, 1, left=0.06, right=0.93, top=split - 0.08, bottom=0.04)
+        _draw_hitmap(fig, lower[0, 0], event, event_label, mpl)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         fig.savefig(tmp, format=suffix[1:], dpi=dpi)
@@ -212,9 +202,15 @@ def _draw_spectrum(ax: Any, comparison: Mapping[str, Any]) -> None:
     if below:
         summary += f"\n{100 * below:.2f} % of hits below {spec['reference_threshold']} ADU"
     ax.text(
-        0.98, 0.72, summary, transform=ax.transAxes, ha="right", va="top", fontsize=9.5,
+        0.98,
+        0.72,
+        summary,
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=9.5,
         bbox={"facecolor": "white", "edgecolor": "0.7", "alpha": 0.9},
-    )  # fmt: skip
+    )
     ax.legend(loc="upper right", fontsize=9.5)
 
 
@@ -240,13 +236,13 @@ def _draw_hitmap(
     norm = mpl["LogNorm"](vmin=low, vmax=high)
     cmap = mpl["colormaps"]["plasma"].with_extremes(bad=(0, 0, 0, 0))
     widths = [n * nu + (n - 1) * gap_u for n in LADDERS.values()]
-    sub = spec.subgridspec(1, 3, width_ratios=[*widths, 0.02 * sum(widths)], wspace=0.03)
+    sub = spec.subgridspec(1, 2, width_ratios=widths, wspace=0.03)
     image = None
+    axes = []
     for column, (layer, n_ladders) in enumerate(LADDERS.items()):
         ax = fig.add_subplot(sub[0, column])
-        width = n_ladders * nu + (n_ladders - 1) * gap_u
-        height = SENSORS_PER_LADDER * nv + gap_v
-        canvas = np.full((height, width), np.nan)
+        axes.append(ax)
+        canvas = np.full((SENSORS_PER_LADDER * nv + gap_v, widths[column]), np.nan)
         for ladder in range(1, n_ladders + 1):
             x0 = (ladder - 1) * (nu + gap_u)
             for sensor in range(1, SENSORS_PER_LADDER + 1):
@@ -259,32 +255,41 @@ def _draw_hitmap(
                     )
                 )
                 ax.text(
-                    x0 + 1.5, y0 + 2, f"{layer}.{ladder}.{sensor}", ha="left", va="top",
-                    fontsize=7, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75,
-                                      "pad": 0.8},
-                )  # fmt: skip
+                    x0 + 1.5,
+                    y0 + 2,
+                    f"{layer}.{ladder}.{sensor}",
+                    ha="left",
+                    va="top",
+                    fontsize=7,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 0.8},
+                )
         image = ax.imshow(
             canvas, cmap=cmap, norm=norm, interpolation="nearest", aspect="equal", zorder=2
         )
         ax.set_xticks([(ladder - 1) * (nu + gap_u) + nu / 2 for ladder in range(1, n_ladders + 1)])
         ax.set_xticklabels([str(ladder) for ladder in range(1, n_ladders + 1)], fontsize=8)
-        ax.set_yticks([nv / 2, nv + gap_v + nv / 2])
-        ax.set_yticklabels(["sensor 1", "sensor 2"], fontsize=8, rotation=90, va="center")
+        ax.set_anchor("C")
+        if column == 0:
+            ax.set_yticks([nv / 2, nv + gap_v + nv / 2])
+            ax.set_yticklabels(["sensor 1", "sensor 2"], fontsize=8, rotation=90, va="center")
+        else:
+            ax.set_yticks([])
         ax.tick_params(length=0)
         for side in ax.spines.values():
             side.set_visible(False)
-        n_layer = int(np.isin(event.sensor, list(LAYER_SENSORS[layer])).sum())
+        first, stop = LAYER_SENSORS[layer].start, LAYER_SENSORS[layer].stop
+        n_layer = int(((event.sensor >= first) & (event.sensor < stop)).sum())
         ax.set_xlabel(f"layer {layer} ladder ({n_layer:,} hits)", fontsize=9.5)
     what = f"one event{f' ({label})' if label else ''}: {event.n_hits:,} hits"
-    fig.axes[-2].set_title(
+    axes[0].set_title(
         f"(c) hitmap of {what}; u across, v down, max charge per "
         f"{HITMAP_POOLING} x {HITMAP_POOLING} pixels",
         loc="left",
         fontsize=12,
     )
-    cax = fig.add_subplot(sub[0, 2])
+    cax = axes[-1].inset_axes((1.015, 0.0, 0.018, 1.0))  # follows the image's box
     colourbar = fig.colorbar(image, cax=cax)
-    ticks = [t for t in (1, 2, 5, 7, 10, 20, 50, 100, 200, 255, 500, 1000) if low <= t <= high]
+    ticks = [t for t in (1, 2, 5, 7, 10, 20, 50, 100, 200, 500, 1000) if low <= t <= high]
     colourbar.set_ticks(ticks, labels=[str(t) for t in ticks])
     colourbar.set_label("charge [ADU] (log scale)")
 

@@ -21,6 +21,7 @@ import numpy as np
 from bgcache.errors import EventError, UsageError
 from bgcache.geometry import N_SENSORS, PIXELS_PER_SENSOR, SENSORS
 from bgcache.hits import SparseEvent
+from bgcache.models.synthetic import load_reference
 
 #: Charge histogram bins: one per ADU 0..255; charges above 255 (merged digits) count in 255.
 N_CHARGE_BINS = 256
@@ -128,9 +129,7 @@ class PoolStatistics:
             >>> PoolStatistics().add_events([ev1, ev2]).hits_summary()
             {'mean': 1.5, 'std': 0.5, 'min': 1.0, 'max': 2.0}
         """
-        if not self._hits_per_event:
-            return {"mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0}
-        h = self.hits_per_event
+        h = self.hits_per_event if self._hits_per_event else np.zeros(1)
         return {
             "mean": float(h.mean()),
             "std": float(h.std()),
@@ -212,25 +211,22 @@ class PoolStatistics:
             True
         """
         out = cls()
-        try:
-            columns = (
-                ("hits_per_sensor", N_SENSORS),
-                ("charge_sum_per_sensor", N_SENSORS),
-                ("charge_histogram", N_CHARGE_BINS),
-            )
-            for name, size in columns:
-                values = np.asarray(data[name], dtype=np.int64)
-                if values.shape != (size,):
-                    raise UsageError(
-                        f"statistics field {name!r} must have {size} values, got shape {values.shape}"
-                    )
-                getattr(out, name)[:] = values
-            out._hits_per_event.extend(int(n) for n in data["hits_per_event_list"])
-        except KeyError as exc:
+        fields = ("hits_per_sensor", "charge_sum_per_sensor", "charge_histogram")
+        missing = [k for k in (*fields, "hits_per_event_list") if k not in data]
+        if missing:
             raise UsageError(
-                f"statistics lack the field {exc.args[0]!r}: write them with "
+                f"statistics lack the field {missing[0]!r}: write them with "
                 "to_dict(include_hits_per_event=True)"
-            ) from None
+            )
+        for name in fields:
+            target = getattr(out, name)
+            values = np.asarray(data[name], dtype=np.int64)
+            if values.shape != target.shape:
+                raise UsageError(
+                    f"statistics field {name!r} must have {target.size} values, got shape {values.shape}"
+                )
+            target[:] = values
+        out._hits_per_event.extend(int(n) for n in data["hits_per_event_list"])
         return out
 
     def __eq__(self, other: object) -> bool:
@@ -323,11 +319,7 @@ def ks_statistic(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _load(reference: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if reference is not None:
-        return reference
-    from bgcache.models.synthetic import load_reference
-
-    return load_reference()
+    return load_reference() if reference is None else reference
 
 
 def compare_with_reference(
@@ -374,66 +366,54 @@ def compare_with_reference(
 
     def figures(layer: int | None) -> dict[str, Any]:
         sel = _layer_slice(layer)
-        o, ro = float(occ[sel].mean()), float(ref_occ[sel].mean())
         weight = float(ref_occ[sel].sum())
-        rm = float(ref_occ[sel] @ ref_mean[sel]) / weight if weight else 0.0
-        m = stats.mean_charge(layer)
-        return {
-            "occupancy": o,
-            "reference_occupancy": ro,
-            "occupancy_ratio": _rel(o, ro),
-            "mean_charge": m,
-            "reference_mean_charge": rm,
-            "mean_charge_ratio": _rel(m, rm),
-        }
-
-    sensors = []
-    for s in SENSORS:
-        o, ro = float(occ[s.index]), float(ref_occ[s.index])
-        m, rm = float(mean[s.index]), float(ref_mean[s.index])
-        sensors.append(
-            {
-                "index": s.index,
-                "layer": s.layer,
-                "ladder": s.ladder,
-                "sensor": s.sensor,
-                "vxd_id": s.vxd_id,
-                "occupancy": o,
-                "reference_occupancy": ro,
-                "occupancy_ratio": _rel(o, ro),
-                "mean_charge": m,
-                "reference_mean_charge": rm,
-                "mean_charge_ratio": _rel(m, rm),
-            }
-        )
-    layers = [
-        {"layer": layer, "first_sensor": r.start, "last_sensor": r.stop - 1} | figures(layer)
-        for layer, r in LAYER_SENSORS.items()
-    ]
-    overall = figures(None)
+        ref_m = float(ref_occ[sel] @ ref_mean[sel]) / weight if weight else 0.0
+        if layer is None:  # the histogram is the reference's own figure over all sensors
+            ref_m = float(expected @ np.arange(N_CHARGE_BINS))
+        occ_pair = (float(occ[sel].mean()), float(ref_occ[sel].mean()))
+        return _figures(occ_pair, (stats.mean_charge(layer), ref_m))
 
     measured = stats.charge_spectrum()
     expected = reference_charge_spectrum(ref)
     threshold = int(np.flatnonzero(expected)[0])
-    fired = stats.n_hits
-    ref_mean_fired = float(expected @ np.arange(N_CHARGE_BINS))
-    # The histogram is the reference's own figure for fired pixels over all sensors.
-    overall["reference_mean_charge"] = ref_mean_fired
-    overall["mean_charge_ratio"] = _rel(overall["mean_charge"], ref_mean_fired)
+    sensors = [
+        s._asdict()
+        | _figures(
+            (float(occ[s.index]), float(ref_occ[s.index])), (mean[s.index], ref_mean[s.index])
+        )
+        for s in SENSORS
+    ]
+    layers = [
+        {"layer": layer, "first_sensor": r.start, "last_sensor": r.stop - 1} | figures(layer)
+        for layer, r in LAYER_SENSORS.items()
+    ]
     return {
         "n_events": stats.n_events,
-        "n_hits": fired,
+        "n_hits": stats.n_hits,
         "hits_per_event": stats.hits_summary(),
         "sensors": sensors,
         "layers": layers,
-        "overall": overall,
+        "overall": figures(None),
         "charge_spectrum": {
             "measured": measured.tolist(),
             "reference": expected.tolist(),
-            "ks_statistic": ks_statistic(measured, expected) if fired else None,
+            "ks_statistic": ks_statistic(measured, expected) if stats.n_hits else None,
             "reference_threshold": threshold,
             "fraction_below_threshold": float(measured[:threshold].sum()),
         },
+    }
+
+
+def _figures(occupancy: tuple[float, float], charge: tuple[float, float]) -> dict[str, Any]:
+    o, ro = float(occupancy[0]), float(occupancy[1])
+    m, rm = float(charge[0]), float(charge[1])
+    return {
+        "occupancy": o,
+        "reference_occupancy": ro,
+        "occupancy_ratio": _rel(o, ro),
+        "mean_charge": m,
+        "reference_mean_charge": rm,
+        "mean_charge_ratio": _rel(m, rm),
     }
 
 
@@ -464,34 +444,28 @@ def format_comparison_table(comparison: Mapping[str, Any]) -> list[tuple[str, st
     ]
     parts = [("all sensors", comparison["overall"])]
     parts += [(f"layer {d['layer']}", d) for d in comparison["layers"]]
-    for name, d in parts:
-        rows.append(
-            (
-                f"occupancy, {name}",
-                pct(d["occupancy"]),
-                pct(d["reference_occupancy"]),
-                ratio(d["occupancy_ratio"]),
-            )
+    rows += [
+        (
+            f"occupancy, {name}",
+            pct(d["occupancy"]),
+            pct(d["reference_occupancy"]),
+            ratio(d["occupancy_ratio"]),
         )
-    for name, d in parts:
-        rows.append(
-            (
-                f"mean charge [ADU], {name}",
-                f"{d['mean_charge']:.2f}",
-                f"{d['reference_mean_charge']:.2f}",
-                ratio(d["mean_charge_ratio"]),
-            )
+        for name, d in parts
+    ]
+    rows += [
+        (
+            f"mean charge [ADU], {name}",
+            f"{d['mean_charge']:.2f}",
+            f"{d['reference_mean_charge']:.2f}",
+            ratio(d["mean_charge_ratio"]),
         )
+        for name, d in parts
+    ]
     spec = comparison["charge_spectrum"]
     ks = spec["ks_statistic"]
-    rows.append(
-        (
-            f"hits below {spec['reference_threshold']} ADU",
-            pct(spec["fraction_below_threshold"]),
-            pct(0.0),
-            "",
-        )
-    )
+    below = f"hits below {spec['reference_threshold']} ADU"
+    rows.append((below, pct(spec["fraction_below_threshold"]), pct(0.0), ""))
     rows.append(("charge spectrum KS distance", "" if ks is None else f"{ks:.4f}", "0", ""))
     return rows
 

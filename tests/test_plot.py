@@ -1,50 +1,112 @@
-"""Pool figures: files written, formats, the optional hitmap, and bad output paths."""
+"""Tests of bgcache.plot: files written, formats, errors (skipped without matplotlib)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from bgcache.errors import BgcacheError, UsageError
-from bgcache.models import load_model
-from bgcache.stats import PoolStatistics
-
 pytest.importorskip("matplotlib")
 
+import bgcache
+from bgcache.errors import BgcacheError, MissingDependencyError, UsageError
+from bgcache.hits import SparseEvent
+from bgcache.models.synthetic import NOTE
 from bgcache.plot import plot_pool
+from bgcache.stats import PoolStatistics
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def stats_and_event() -> tuple[PoolStatistics, object]:
-    events = load_model("synthetic").events([(0, i) for i in range(3)])
-    return PoolStatistics().add_events(events), events[0]
+def events() -> list[SparseEvent]:
+    return bgcache.load_model("synthetic").events([(0, i) for i in range(4)])
 
 
-def test_png_with_hitmap(tmp_path: Path, stats_and_event: tuple[PoolStatistics, object]) -> None:
-    stats, event = stats_and_event
+@pytest.fixture(scope="module")
+def stats(events: list[SparseEvent]) -> PoolStatistics:
+    return PoolStatistics().add_events(events)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the PNG header (IHDR is the first chunk)."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == PNG_MAGIC
+    assert head[12:16] == b"IHDR"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_png_with_event(tmp_path: Path, stats: PoolStatistics, events: list[SparseEvent]) -> None:
     out = plot_pool(
-        tmp_path / "p.png", stats, event=event, model="synthetic", note="NOT a physics model"
-    )  # type: ignore[arg-type]
-    data = out.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert 50_000 < len(data) < 5_000_000
-    without = plot_pool(tmp_path / "q.png", stats).read_bytes()
-    assert len(without) < len(data)  # no hitmap panel
-    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left over
+        tmp_path / "pool.png",
+        stats,
+        event=events[0],
+        model="synthetic",
+        note=NOTE,
+        event_label="key (0, 0)",
+    )
+    assert out == tmp_path / "pool.png"
+    assert _png_size(out) == (1400, 1000)  # 14 x 10 in at 100 dpi
+    assert 50_000 < out.stat().st_size < 2_000_000
+    assert [p.name for p in tmp_path.iterdir()] == ["pool.png"]  # no temporary file left
 
 
-@pytest.mark.parametrize(("suffix", "magic"), [(".pdf", b"%PDF"), (".svg", b"<?xml")])
-def test_other_formats(
-    tmp_path: Path, stats_and_event: tuple[PoolStatistics, object], suffix: str, magic: bytes
-) -> None:
-    out = plot_pool(tmp_path / f"p{suffix}", stats_and_event[0])
+def test_png_without_event(tmp_path: Path, stats: PoolStatistics) -> None:
+    out = plot_pool(str(tmp_path / "pool.png"), stats, title="a title")
+    assert isinstance(out, Path)
+    assert _png_size(out) == (1400, 550)
+    assert 20_000 < out.stat().st_size < 1_000_000
+
+
+def test_empty_statistics_and_event_plot_without_warnings(tmp_path: Path) -> None:
+    out = plot_pool(tmp_path / "empty.png", PoolStatistics(), event=SparseEvent.empty())
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_event_with_charges_above_255(tmp_path: Path, stats: PoolStatistics) -> None:
+    merged = bgcache.merge(SparseEvent([0], [0], [0], [250]), SparseEvent([0], [0], [0], [100]))
+    out = plot_pool(tmp_path / "merged.png", stats, event=merged, dpi=40)
+    assert _png_size(out) == (560, 400)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "magic"),
+    [pytest.param(".pdf", b"%PDF", id="pdf"), pytest.param(".svg", b"<?xml", id="svg")],
+)
+def test_other_formats(tmp_path: Path, stats: PoolStatistics, suffix: str, magic: bytes) -> None:
+    out = plot_pool(tmp_path / f"pool{suffix.upper()}", stats)
     assert out.read_bytes().startswith(magic)
 
 
-def test_bad_suffix_and_unwritable_path(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"must end in \.png"):
-        plot_pool(tmp_path / "p.jpg", PoolStatistics())
-    assert not (tmp_path / "p.jpg").exists()
-    with pytest.raises(BgcacheError, match="cannot write plot"):
-        plot_pool(tmp_path / "missing-dir" / "p.png", PoolStatistics())
+@pytest.mark.parametrize("name", ["pool.jpg", "pool", "pool.png.txt"])
+def test_bad_suffix_is_a_usage_error(tmp_path: Path, stats: PoolStatistics, name: str) -> None:
+    with pytest.raises(UsageError, match=r"must end in \.png, \.pdf or \.svg"):
+        plot_pool(tmp_path / name, stats)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_path_is_a_bgcache_error(tmp_path: Path, stats: PoolStatistics) -> None:
+    target = tmp_path / "missing" / "pool.png"
+    with pytest.raises(BgcacheError, match=r"cannot write plot to .*missing.*pool\.png"):
+        plot_pool(target, stats)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_as_path_is_a_bgcache_error(tmp_path: Path, stats: PoolStatistics) -> None:
+    target = tmp_path / "dir.png"
+    target.mkdir()
+    with pytest.raises(BgcacheError, match="cannot write plot to"):
+        plot_pool(target, stats)
+    assert [p.name for p in tmp_path.iterdir()] == ["dir.png"]
+
+
+def test_missing_matplotlib_names_the_extra(
+    tmp_path: Path, stats: PoolStatistics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'bgcache\[plot\]'"):
+        plot_pool(tmp_path / "pool.png", stats)
+    assert list(tmp_path.iterdir()) == []

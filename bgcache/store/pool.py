@@ -24,34 +24,29 @@ import os
 import socket
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bgcache._version import __version__
 from bgcache.errors import (
     CorruptBlockError,
     EventNotFoundError,
     NotAPoolError,
-    PoolFormatError,
     PoolMismatchError,
-    PoolNotFoundError,
     PositionError,
     UsageError,
 )
 from bgcache.geometry import DENSE_EVENT_BYTES, N_SENSORS
 from bgcache.hits import SparseEvent
 from bgcache.seeding import EventKey, validate_index, validate_seed
+from bgcache.store.catalog import BlockInfo, Leftover, merged_ranges, scan_pool
 from bgcache.store.columns import PackedBlock, pack_block, unpack_block, unpack_event
 from bgcache.store.format import (
     ATTRS_KEY,
     COLUMN_DTYPES,
     FORMAT_NAME,
     FORMAT_VERSION,
-    PARTIAL_SUFFIX,
     STREAMS,
     ZARR_JSON,
     Layout,
@@ -59,9 +54,15 @@ from bgcache.store.format import (
     block_name,
     block_path,
     group_document,
-    parse_block_name,
-    seed_of_stream,
     stream_path,
+)
+from bgcache.store.records import (
+    content_differences,
+    json_bytes,
+    now,
+    read_root_record,
+    software_versions,
+    summary_of,
 )
 from bgcache.store.shards import (
     decode_chunk,
@@ -72,111 +73,8 @@ from bgcache.store.shards import (
 )
 from bgcache.store.storage import LocalStorage
 
-#: Content keys whose values must agree between a pool and a build that appends to it.
-CONTENT_KEYS = (
-    "model",
-    "architecture",
-    "latent_dim",
-    "checkpoint_sha256",
-    "precision",
-    "device_type",
-    "optimize",
-    "hit_threshold",
-)
 #: Blocks whose marker and counts a reader keeps in memory.
 _CACHE_BLOCKS = 64
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    """One complete block of a pool.
-
-    Attributes:
-        seed: the stream's seed.
-        block: block number; it holds indices ``block*B .. block*B + n_events - 1``.
-        n_events: events in the block.
-        name: the block group's name (``"7"`` or ``"7~10"``).
-        position: pool position of its first event.
-        first_index: index of its first event.
-    """
-
-    seed: int
-    block: int
-    n_events: int
-    name: str
-    position: int
-    first_index: int
-
-    @property
-    def stop_index(self) -> int:
-        """One past the index of its last event."""
-        return self.first_index + self.n_events
-
-    @property
-    def path(self) -> str:
-        """Store key prefix of the block group."""
-        return block_path(self.seed, self.name)
-
-
-@dataclass
-class Leftover:
-    """Something in a pool's tree that is not data: an incomplete or superseded block, or a
-    ``*.partial`` file of an interrupted write."""
-
-    kind: str
-    path: str
-    detail: str = ""
-
-
-@dataclass
-class _Catalog:
-    blocks: list[BlockInfo] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)
-    by_key: dict[tuple[int, int], BlockInfo] = field(default_factory=dict)
-    leftovers: list[Leftover] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _json_bytes(doc: Mapping[str, Any]) -> bytes:
-    return (json.dumps(doc, indent=2) + "\n").encode()
-
-
-def software_versions() -> dict[str, str | None]:
-    """Versions of the software that shapes pool content and bytes."""
-    import sys
-
-    import numcodecs
-    import zarr
-
-    torch = sys.modules.get("torch")
-    return {
-        "bgcache": __version__,
-        "zarr": zarr.__version__,
-        "numcodecs": numcodecs.__version__,
-        "numpy": np.__version__,
-        "torch": getattr(torch, "__version__", None) if torch is not None else None,
-    }
-
-
-def content_differences(recorded: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """The content keys on which a pool's record and a build's generator disagree.
-
-    Example:
-        >>> content_differences({"model": "convnet", "precision": "fp32"},
-        ...                     {"model": "convnet", "precision": "bf16"})
-        ["precision: pool has 'fp32', this build 'bf16'"]
-    """
-    out = []
-    for key in CONTENT_KEYS:
-        if key in recorded or key in new:
-            a, b = recorded.get(key), new.get(key)
-            if a != b:
-                out.append(f"{key}: pool has {a!r}, this build {b!r}")
-    return out
 
 
 class Pool:
@@ -194,7 +92,7 @@ class Pool:
         self.record = record
         self.layout = Layout.from_dict(record["layout"])
         self._markers: OrderedDict[str, tuple[dict[str, Any], np.ndarray]] = OrderedDict()
-        self._catalog = _scan(storage, self.layout)
+        self._catalog = scan_pool(storage, self.layout)
 
     # -- description ----------------------------------------------------------------------
     @property
@@ -252,18 +150,11 @@ class Pool:
             ...     open_pool(tmp + "/p").streams()
             {3: [(0, 5)]}
         """
-        out: dict[int, list[tuple[int, int]]] = {}
-        for info in self._catalog.blocks:
-            ranges = out.setdefault(info.seed, [])
-            if ranges and ranges[-1][1] == info.first_index:
-                ranges[-1] = (ranges[-1][0], info.stop_index)
-            else:
-                ranges.append((info.first_index, info.stop_index))
-        return out
+        return merged_ranges(self._catalog.blocks)
 
     def refresh(self) -> None:
         """Scan the store again (to see blocks completed by other writers since opening)."""
-        self._catalog = _scan(self.storage, self.layout)
+        self._catalog = scan_pool(self.storage, self.layout)
 
     # -- reading ----------------------------------------------------------------------------
     def block_of(self, position: int) -> BlockInfo:
@@ -563,13 +454,13 @@ class Pool:
         n_hits = int(packed.index_delta.shape[0])
         objects = {
             f"{path}/counts/c/0": encode_chunk(packed.counts, n, comp),
-            f"{path}/counts/{ZARR_JSON}": _json_bytes(
+            f"{path}/counts/{ZARR_JSON}": json_bytes(
                 array_document("counts", n, n, comp, sharded=False)
             ),
-            f"{path}/index/{ZARR_JSON}": _json_bytes(
+            f"{path}/index/{ZARR_JSON}": json_bytes(
                 array_document("index", n_hits, chunk, comp, sharded=True)
             ),
-            f"{path}/charge/{ZARR_JSON}": _json_bytes(
+            f"{path}/charge/{ZARR_JSON}": json_bytes(
                 array_document("charge", n_hits, chunk, comp, sharded=True)
             ),
         }
@@ -578,6 +469,12 @@ class Pool:
             objects[f"{path}/charge/c/0"] = encode_shard(packed.charge, chunk, comp)
         for key, data in objects.items():
             self.storage.write(key, data)
+        # make the renames durable before the marker can be: every directory that got an
+        # entry (deepest first), up to the stream group that got the block directory
+        parents = {key.rsplit("/", 1)[0] for key in objects}
+        parents |= {p.rsplit("/", 1)[0] for p in parents} | {path, stream_path(seed)}
+        for directory in sorted(parents, key=lambda d: -d.count("/")):
+            self.storage.sync_dir(directory)
         nbytes = {
             c: sum(len(d) for k, d in objects.items() if k.startswith(f"{path}/{c}/"))
             for c in ("counts", "index", "charge")
@@ -590,12 +487,12 @@ class Pool:
             "n_events": n,
             "n_hits": n_hits,
             "nbytes": nbytes,
-            "written": _now(),
+            "written": now(),
             "writer": f"{socket.gethostname()}:{os.getpid()}",
             "software": software_versions(),
             **(dict(extra) if extra else {}),
         }
-        marker_bytes = _json_bytes(group_document(marker))
+        marker_bytes = json_bytes(group_document(marker))
         self.storage.write(f"{path}/{ZARR_JSON}", marker_bytes)
         self.storage.sync_dir(path)
         return name, sum(nbytes.values()) + len(marker_bytes) + sum(
@@ -604,10 +501,13 @@ class Pool:
 
     def ensure_stream(self, seed: int) -> None:
         """Create the group of stream ``seed`` if it does not exist yet."""
-        self.storage.write_new(
+        created = self.storage.write_new(
             f"{stream_path(seed)}/{ZARR_JSON}",
-            _json_bytes(group_document({"kind": "stream", "seed": seed})),
+            json_bytes(group_document({"kind": "stream", "seed": seed})),
         )
+        if created:
+            self.storage.sync_dir(stream_path(seed))
+            self.storage.sync_dir(STREAMS)
 
     def refresh_summary(self, *, attempts: int = 5) -> None:
         """Rewrite the root record's ``streams`` summary from a fresh scan.
@@ -624,22 +524,10 @@ class Pool:
             if current.get("streams") == summary:
                 break
             current["streams"] = summary
-            current["updated"] = _now()
-            self.storage.write(ZARR_JSON, _json_bytes(group_document(current)))
+            current["updated"] = now()
+            self.storage.write(ZARR_JSON, json_bytes(group_document(current)))
             self.record = current
         self.record = read_root_record(self.storage)
-
-
-def summary_of(streams: Mapping[int, list[tuple[int, int]]]) -> list[dict[str, Any]]:
-    """The ``streams`` summary of a root record: seed, index ranges and event count each."""
-    return [
-        {
-            "seed": seed,
-            "ranges": [[a, b] for a, b in ranges],
-            "events": sum(b - a for a, b in ranges),
-        }
-        for seed, ranges in streams.items()
-    ]
 
 
 def _check_columns(block: PackedBlock, where: str) -> None:
@@ -659,73 +547,15 @@ def _check_bounds(event: SparseEvent, where: str, offset: int) -> None:
         raise CorruptBlockError(f"{where}: event {offset} has pixels beyond the detector")
 
 
-def _scan(storage: LocalStorage, layout: Layout) -> _Catalog:
-    """List streams and blocks; keep, per block number, the complete block with most events."""
-    cat = _Catalog()
-    seeds = []
-    for name in storage.children(STREAMS):
-        seed = seed_of_stream(name)
-        if seed is None:
-            if name.endswith(PARTIAL_SUFFIX):
-                cat.leftovers.append(Leftover("partial file", f"{STREAMS}/{name}"))
-            continue
-        seeds.append(seed)
-    seeds.sort()
-    cat.seeds = seeds
-    position = 0
-    for seed in seeds:
-        chosen: dict[int, tuple[int, str]] = {}
-        prefix = stream_path(seed)
-        for name in storage.children(prefix):
-            parsed = parse_block_name(name)
-            if parsed is None:
-                if name.endswith(PARTIAL_SUFFIX):
-                    cat.leftovers.append(Leftover("partial file", f"{prefix}/{name}"))
-                continue
-            block, short = parsed
-            n = layout.block_events if short is None else short
-            if n > layout.block_events:
-                cat.leftovers.append(
-                    Leftover("invalid block", f"{prefix}/{name}", f"{n} events > block size")
-                )
-                continue
-            if not storage.exists(f"{prefix}/{name}/{ZARR_JSON}"):
-                cat.leftovers.append(
-                    Leftover(
-                        "incomplete block",
-                        f"{prefix}/{name}",
-                        "no marker: an interrupted write; a build resumes it",
-                    )
-                )
-                continue
-            previous = chosen.get(block)
-            if previous is None or previous[0] < n:
-                if previous is not None:
-                    cat.leftovers.append(
-                        Leftover(
-                            "superseded block", f"{prefix}/{previous[1]}", f"replaced by {name}"
-                        )
-                    )
-                chosen[block] = (n, name)
-            else:
-                cat.leftovers.append(
-                    Leftover("superseded block", f"{prefix}/{name}", f"replaced by {previous[1]}")
-                )
-        for block in sorted(chosen):
-            n, name = chosen[block]
-            info = BlockInfo(seed, block, n, name, position, block * layout.block_events)
-            cat.blocks.append(info)
-            cat.starts.append(position)
-            cat.by_key[(seed, block)] = info
-            position += n
-    cat.starts.append(position)
-    return cat
-
-
 # -- opening and creating ----------------------------------------------------------------
 
 
-def _storage(location: str | os.PathLike[str] | LocalStorage) -> LocalStorage:
+def open_storage(location: str | os.PathLike[str] | LocalStorage) -> LocalStorage:
+    """The storage backend of a pool location (a local path or ``file://`` URL).
+
+    Raises:
+        UsageError: a URL scheme this version cannot store pools at.
+    """
     if isinstance(location, LocalStorage):
         return location
     text = os.fspath(location)
@@ -735,51 +565,6 @@ def _storage(location: str | os.PathLike[str] | LocalStorage) -> LocalStorage:
             f"pool location {text!r}: {scheme}:// stores are not supported yet; use a local path"
         )
     return LocalStorage(Path(text.removeprefix("file://")).expanduser())
-
-
-def read_root_record(storage: LocalStorage) -> dict[str, Any]:
-    """The root record of a pool, checked for format name and version.
-
-    Raises:
-        PoolNotFoundError, NotAPoolError, PoolFormatError: as their names say.
-    """
-    root = storage.root
-    if not root.exists():
-        raise PoolNotFoundError(
-            f"pool '{storage.url}' does not exist: build one with 'bgcache build {storage.url} ...'"
-        )
-    if not root.is_dir():
-        raise NotAPoolError(f"'{storage.url}' is a file, not a pool (a pool is a directory)")
-    raw = storage.read(ZARR_JSON)
-    if raw is None:
-        raise NotAPoolError(f"'{storage.url}' is not a pool: it has no {ZARR_JSON}")
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise PoolFormatError(
-            f"pool '{storage.url}': its {ZARR_JSON} is not valid JSON (damaged metadata)"
-        ) from None
-    record = doc.get("attributes", {}).get(ATTRS_KEY) if isinstance(doc, dict) else None
-    if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
-        raise NotAPoolError(
-            f"'{storage.url}' is a Zarr node but not a bgcache pool (no '{ATTRS_KEY}' record)"
-        )
-    version = record.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise PoolFormatError(
-            f"pool '{storage.url}' has format version {version!r}, this bgcache ({__version__}) "
-            f"reads up to {FORMAT_VERSION}: upgrade bgcache"
-        )
-    for key in ("content", "layout"):
-        if not isinstance(record.get(key), dict):
-            raise PoolFormatError(
-                f"pool '{storage.url}': its root record lacks '{key}' (damaged metadata)"
-            )
-    try:
-        Layout.from_dict(record["layout"])
-    except (KeyError, TypeError, ValueError):
-        raise PoolFormatError(f"pool '{storage.url}': its layout record is damaged") from None
-    return record
 
 
 def open_pool(location: str | os.PathLike[str]) -> Pool:
@@ -802,7 +587,7 @@ def open_pool(location: str | os.PathLike[str]) -> Pool:
         ...     len(pool), pool.key(2), pool.event(2) == pool.event_by_key(1, 2)
         (3, EventKey(seed=1, index=2), True)
     """
-    storage = _storage(location)
+    storage = open_storage(location)
     return Pool(storage, read_root_record(storage))
 
 
@@ -826,7 +611,7 @@ def create_or_open_pool(
         NotAPoolError: the location is a file or a non-pool directory.
         PoolWriteError: the location cannot be written.
     """
-    storage = _storage(location)
+    storage = open_storage(location)
     root = storage.root
     if root.exists() and not root.is_dir():
         raise NotAPoolError(f"'{storage.url}' is a file: give a new or pool directory as POOL")
@@ -843,14 +628,14 @@ def create_or_open_pool(
             "layout": (layout or Layout()).to_dict(),
             "hints": dict(hints or {}),
             "software": software_versions(),
-            "created": _now(),
+            "created": now(),
             "streams": [],
         }
         # two writers creating one pool: one wins, the other reads its record below
-        storage.write_new(ZARR_JSON, _json_bytes(group_document(new_record)))
-        storage.write_new(
-            f"{STREAMS}/{ZARR_JSON}", _json_bytes(group_document({"kind": "streams"}))
-        )
+        storage.write_new(ZARR_JSON, json_bytes(group_document(new_record)))
+        storage.write_new(f"{STREAMS}/{ZARR_JSON}", json_bytes(group_document({"kind": "streams"})))
+        storage.sync_dir(STREAMS)
+        storage.sync_dir("")
     record = read_root_record(storage)
     differences = content_differences(record["content"], content)
     if differences:
@@ -867,15 +652,4 @@ def create_or_open_pool(
     return Pool(storage, record)
 
 
-__all__ = [
-    "CONTENT_KEYS",
-    "BlockInfo",
-    "Leftover",
-    "Pool",
-    "content_differences",
-    "create_or_open_pool",
-    "open_pool",
-    "read_root_record",
-    "software_versions",
-    "summary_of",
-]
+__all__ = ["BlockInfo", "Leftover", "Pool", "create_or_open_pool", "open_pool", "open_storage"]

@@ -34,7 +34,8 @@ from bgcache.store.format import (
     block_path,
     stream_path,
 )
-from bgcache.store.pool import BlockInfo, Pool, open_pool, read_root_record, summary_of
+from bgcache.store.pool import BlockInfo, Pool, open_pool
+from bgcache.store.records import read_root_record, summary_of
 from bgcache.store.shards import decode_shard
 
 

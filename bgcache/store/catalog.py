@@ -1,0 +1,153 @@
+"""The catalog of a pool: which blocks are complete, in which order (numpy-free).
+
+Below :mod:`bgcache.store.pool`: a scan lists the seed streams and their block groups once,
+keeps a block only if its marker (its ``zarr.json``) exists, prefers the block with most
+events for each block number, and records everything else as a :class:`Leftover`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bgcache.store.format import (
+    PARTIAL_SUFFIX,
+    STREAMS,
+    ZARR_JSON,
+    Layout,
+    block_path,
+    parse_block_name,
+    seed_of_stream,
+    stream_path,
+)
+from bgcache.store.storage import LocalStorage
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """One complete block of a pool.
+
+    Attributes:
+        seed: the stream's seed.
+        block: block number; it holds indices ``block*B .. block*B + n_events - 1``.
+        n_events: events in the block.
+        name: the block group's name (``"7"`` or ``"7~10"``).
+        position: pool position of its first event.
+        first_index: index of its first event.
+    """
+
+    seed: int
+    block: int
+    n_events: int
+    name: str
+    position: int
+    first_index: int
+
+    @property
+    def stop_index(self) -> int:
+        """One past the index of its last event."""
+        return self.first_index + self.n_events
+
+    @property
+    def path(self) -> str:
+        """Store key prefix of the block group."""
+        return block_path(self.seed, self.name)
+
+
+@dataclass
+class Leftover:
+    """Something in a pool's tree that is not data: an incomplete or superseded block, or a
+    ``*.partial`` file of an interrupted write."""
+
+    kind: str
+    path: str
+    detail: str = ""
+
+
+@dataclass
+class Catalog:
+    """Complete blocks in position order, their first positions (plus the total at the end),
+    the blocks by (seed, block number), the leftovers and the seeds."""
+
+    blocks: list[BlockInfo] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    by_key: dict[tuple[int, int], BlockInfo] = field(default_factory=dict)
+    leftovers: list[Leftover] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+
+def merged_ranges(blocks: list[BlockInfo]) -> dict[int, list[tuple[int, int]]]:
+    """Each seed's index ranges ``[start, stop)`` covered by ``blocks``, merged."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for info in blocks:
+        ranges = out.setdefault(info.seed, [])
+        if ranges and ranges[-1][1] == info.first_index:
+            ranges[-1] = (ranges[-1][0], info.stop_index)
+        else:
+            ranges.append((info.first_index, info.stop_index))
+    return out
+
+
+def scan_pool(storage: LocalStorage, layout: Layout) -> Catalog:
+    """List streams and blocks; keep, per block number, the complete block with most events."""
+    cat = Catalog()
+    seeds = []
+    for name in storage.children(STREAMS):
+        seed = seed_of_stream(name)
+        if seed is None:
+            if name.endswith(PARTIAL_SUFFIX):
+                cat.leftovers.append(Leftover("partial file", f"{STREAMS}/{name}"))
+            continue
+        seeds.append(seed)
+    seeds.sort()
+    cat.seeds = seeds
+    position = 0
+    for seed in seeds:
+        chosen: dict[int, tuple[int, str]] = {}
+        prefix = stream_path(seed)
+        for name in storage.children(prefix):
+            parsed = parse_block_name(name)
+            if parsed is None:
+                if name.endswith(PARTIAL_SUFFIX):
+                    cat.leftovers.append(Leftover("partial file", f"{prefix}/{name}"))
+                continue
+            block, short = parsed
+            n = layout.block_events if short is None else short
+            if n > layout.block_events:
+                cat.leftovers.append(
+                    Leftover("invalid block", f"{prefix}/{name}", f"{n} events > block size")
+                )
+                continue
+            if not storage.exists(f"{prefix}/{name}/{ZARR_JSON}"):
+                cat.leftovers.append(
+                    Leftover(
+                        "incomplete block",
+                        f"{prefix}/{name}",
+                        "no marker: an interrupted write; a build resumes it",
+                    )
+                )
+                continue
+            previous = chosen.get(block)
+            if previous is None or previous[0] < n:
+                if previous is not None:
+                    cat.leftovers.append(
+                        Leftover(
+                            "superseded block", f"{prefix}/{previous[1]}", f"replaced by {name}"
+                        )
+                    )
+                chosen[block] = (n, name)
+            else:
+                cat.leftovers.append(
+                    Leftover("superseded block", f"{prefix}/{name}", f"replaced by {previous[1]}")
+                )
+        for block in sorted(chosen):
+            n, name = chosen[block]
+            info = BlockInfo(seed, block, n, name, position, block * layout.block_events)
+            cat.blocks.append(info)
+            cat.starts.append(position)
+            cat.by_key[(seed, block)] = info
+            position += n
+    cat.starts.append(position)
+    return cat
+
+
+__all__ = ["BlockInfo", "Catalog", "Leftover", "merged_ranges", "scan_pool"]

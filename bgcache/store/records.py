@@ -1,0 +1,141 @@
+"""The root record of a pool: reading and checking it, what it compares, what it records.
+
+Below :mod:`bgcache.store.pool`. The root record is ``attributes["bgcache"]`` of the pool's
+root ``zarr.json`` (its keys are listed in ``docs/format.md``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from bgcache._version import __version__
+from bgcache.errors import NotAPoolError, PoolFormatError, PoolNotFoundError
+from bgcache.store.format import ATTRS_KEY, FORMAT_NAME, FORMAT_VERSION, ZARR_JSON, Layout
+from bgcache.store.storage import LocalStorage
+
+#: Content keys whose values must agree between a pool and a build that appends to it.
+CONTENT_KEYS = (
+    "model",
+    "architecture",
+    "latent_dim",
+    "checkpoint_sha256",
+    "precision",
+    "device_type",
+    "optimize",
+    "hit_threshold",
+)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def json_bytes(doc: Mapping[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def software_versions() -> dict[str, str | None]:
+    """Versions of the software that shapes pool content and bytes."""
+    import sys
+
+    import numcodecs
+    import zarr
+
+    torch = sys.modules.get("torch")
+    return {
+        "bgcache": __version__,
+        "zarr": zarr.__version__,
+        "numcodecs": numcodecs.__version__,
+        "numpy": np.__version__,
+        "torch": getattr(torch, "__version__", None) if torch is not None else None,
+    }
+
+
+def content_differences(recorded: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The content keys on which a pool's record and a build's generator disagree.
+
+    Example:
+        >>> content_differences({"model": "convnet", "precision": "fp32"},
+        ...                     {"model": "convnet", "precision": "bf16"})
+        ["precision: pool has 'fp32', this build 'bf16'"]
+    """
+    out = []
+    for key in CONTENT_KEYS:
+        if key in recorded or key in new:
+            a, b = recorded.get(key), new.get(key)
+            if a != b:
+                out.append(f"{key}: pool has {a!r}, this build {b!r}")
+    return out
+
+
+def summary_of(streams: Mapping[int, list[tuple[int, int]]]) -> list[dict[str, Any]]:
+    """The ``streams`` summary of a root record: seed, index ranges and event count each."""
+    return [
+        {
+            "seed": seed,
+            "ranges": [[a, b] for a, b in ranges],
+            "events": sum(b - a for a, b in ranges),
+        }
+        for seed, ranges in streams.items()
+    ]
+
+
+def read_root_record(storage: LocalStorage) -> dict[str, Any]:
+    """The root record of a pool, checked for format name and version.
+
+    Raises:
+        PoolNotFoundError, NotAPoolError, PoolFormatError: as their names say.
+    """
+    root = storage.root
+    if not root.exists():
+        raise PoolNotFoundError(
+            f"pool '{storage.url}' does not exist: build one with 'bgcache build {storage.url} ...'"
+        )
+    if not root.is_dir():
+        raise NotAPoolError(f"'{storage.url}' is a file, not a pool (a pool is a directory)")
+    raw = storage.read(ZARR_JSON)
+    if raw is None:
+        raise NotAPoolError(f"'{storage.url}' is not a pool: it has no {ZARR_JSON}")
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise PoolFormatError(
+            f"pool '{storage.url}': its {ZARR_JSON} is not valid JSON (damaged metadata)"
+        ) from None
+    record = doc.get("attributes", {}).get(ATTRS_KEY) if isinstance(doc, dict) else None
+    if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
+        raise NotAPoolError(
+            f"'{storage.url}' is a Zarr node but not a bgcache pool (no '{ATTRS_KEY}' record)"
+        )
+    version = record.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise PoolFormatError(
+            f"pool '{storage.url}' has format version {version!r}, this bgcache ({__version__}) "
+            f"reads up to {FORMAT_VERSION}: upgrade bgcache"
+        )
+    for key in ("content", "layout"):
+        if not isinstance(record.get(key), dict):
+            raise PoolFormatError(
+                f"pool '{storage.url}': its root record lacks '{key}' (damaged metadata)"
+            )
+    try:
+        Layout.from_dict(record["layout"])
+    except (KeyError, TypeError, ValueError):
+        raise PoolFormatError(f"pool '{storage.url}': its layout record is damaged") from None
+    return record
+
+
+__all__ = [
+    "CONTENT_KEYS",
+    "content_differences",
+    "json_bytes",
+    "now",
+    "read_root_record",
+    "software_versions",
+    "summary_of",
+]
