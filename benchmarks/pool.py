@@ -194,14 +194,15 @@ def gan_overhead(tmp: Path, model: str, n: int, repeats: int = 2) -> dict[str, f
 
     ckpt = tmp / f"{model}.pt"
     init_checkpoint(model, ckpt)
-    gen = load_model(model, ckpt)
-    gen.events([(99, 0)])  # warm-up
     t_gen, t_build, inside = [], [], []
     for rep in range(repeats):
+        # like the build: a freshly loaded generator, its first event cold
+        gen = load_model(model, ckpt)
         t0 = time.perf_counter()
         for i in range(n):
             gen.events([(3, i)])
         t_gen.append(time.perf_counter() - t0)
+        del gen
         r = build_pool(
             tmp / f"{model}-pool-{rep}",
             model=model,
@@ -224,6 +225,21 @@ def gan_overhead(tmp: Path, model: str, n: int, repeats: int = 2) -> dict[str, f
     }
 
 
+def report_storage(pool_path: Path, n: int) -> None:
+    s = storage(pool_path, 7, n)
+    pool_size = s["pool_bytes_per_event"]
+    print(f"\n## Storage: {n} synthetic events, {s['hits_per_event']:.0f} hits/event\n")
+    print("| encoding | kB/event | pool / this |")
+    print("|---|---|---|")
+    print(f"| **pool on disk** (all objects of its blocks) | **{pool_size / 1e3:.1f}** | 1.000 |")
+    for name, size in sorted(s["codecs"], key=lambda r: r[1]):
+        print(f"| {name} (in memory) | {size / 1e3:.1f} | {pool_size / size:.3f} |")
+    bound = s["bound"]
+    print(f"| independent-pixel information bound | {bound / 1e3:.1f} | {pool_size / bound:.3f} |")
+    excess = pool_size / s["best"] - 1
+    print(f"\npool vs best codec ({s['best_name']}): {100 * excess:+.1f} % (goal: within 5 %)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -232,65 +248,58 @@ def main() -> int:
     ap.add_argument("--build-events", type=int, default=2000, help="events of the build-speed runs")
     ap.add_argument("--gan", nargs="*", default=["convnet"], help="GAN models for the overhead run")
     ap.add_argument("--gan-events", type=int, default=8)
+    ap.add_argument(
+        "--parts",
+        default="storage,read,random,build,gan",
+        help="comma-separated subset of: storage, read, random, build, gan",
+    )
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         pool_path = tmp / "pool"
-        build_pool(pool_path, model="synthetic", seed=7, events=args.events)
-
-        s = storage(pool_path, 7, args.events)
-        print(
-            f"\n## Storage: {args.events} synthetic events, {s['hits_per_event']:.0f} hits/event\n"
-        )
-        print("| encoding | kB/event | pool / this |")
-        print("|---|---|---|")
-        print(
-            f"| **pool on disk** (all objects of its blocks) | **{s['pool_bytes_per_event'] / 1e3:.1f}** | 1.000 |"
-        )
-        for name, size in sorted(s["codecs"], key=lambda r: r[1]):
+        if parts & {"storage", "read", "random"}:
+            build_pool(pool_path, model="synthetic", seed=7, events=args.events)
+        if "storage" in parts:
+            report_storage(pool_path, args.events)
+        if "read" in parts:
+            q = sequential(pool_path)
+            print("\n## Sequential read, one core\n")
+            print(f"pool.blocks() -> events: {q['pool_events_per_s']:.0f} events/s (goal >= 1,500)")
+            print(f"in-memory decode of the same bytes: {q['memory_events_per_s']:.0f} events/s")
+            print(f"pool / in-memory time: {q['ratio']:.2f}x (goal <= 1.5x)")
+        if "random" in parts:
+            ra = random_access(pool_path)
+            print("\n## Random access to one event, one core\n")
             print(
-                f"| {name} (in memory) | {size / 1e3:.1f} | {s['pool_bytes_per_event'] / size:.3f} |"
+                f"warm: median {ra['warm_median_ms']:.2f} ms, p95 {ra['warm_p95_ms']:.2f} ms "
+                "(goal <= 3 ms)"
             )
-        print(
-            f"| independent-pixel information bound | {s['bound'] / 1e3:.1f} | {s['pool_bytes_per_event'] / s['bound']:.3f} |"
-        )
-        excess = s["pool_bytes_per_event"] / s["best"] - 1
-        print(f"\npool vs best codec ({s['best_name']}): {100 * excess:+.1f} % (goal: within 5 %)")
-
-        q = sequential(pool_path)
-        print("\n## Sequential read, one core\n")
-        print(f"pool.blocks() -> events: {q['pool_events_per_s']:.0f} events/s (goal >= 1,500)")
-        print(f"in-memory decode of the same bytes: {q['memory_events_per_s']:.0f} events/s")
-        print(f"pool / in-memory time: {q['ratio']:.2f}x (goal <= 1.5x)")
-
-        ra = random_access(pool_path)
-        print("\n## Random access to one event, one core\n")
-        print(
-            f"warm: median {ra['warm_median_ms']:.2f} ms, p95 {ra['warm_p95_ms']:.2f} ms (goal <= 3 ms)"
-        )
-        print(f"open_pool + one event: median {ra['open_and_read_median_ms']:.2f} ms")
-
-        b = build_speed(tmp, args.build_events)
-        print(f"\n## Synthetic build, {args.build_events} events\n")
-        print(f"1 process: {b['events_per_s_1']:.0f} events/s ({b['seconds_1']:.1f} s)")
-        print(
-            f"2 worker processes: {b['events_per_s_2']:.0f} events/s ({b['seconds_2']:.1f} s) (goal >= 300)"
-        )
-        print(f"generation alone, 1 process: {b['generate_only_events_per_s_1']:.0f} events/s")
-
-        for model in args.gan:
+            print(f"open_pool + one event: median {ra['open_and_read_median_ms']:.2f} ms")
+        if "build" in parts:
+            b = build_speed(tmp, args.build_events)
+            print(f"\n## Synthetic build, {args.build_events} events\n")
+            print(f"1 process: {b['events_per_s_1']:.0f} events/s ({b['seconds_1']:.1f} s)")
+            print(
+                f"2 worker processes: {b['events_per_s_2']:.0f} events/s ({b['seconds_2']:.1f} s) "
+                "(goal >= 300)"
+            )
+            print(f"generation alone, 1 process: {b['generate_only_events_per_s_1']:.0f} events/s")
+        for model in args.gan if "gan" in parts else []:
             g = gan_overhead(tmp, model, args.gan_events)
             print(f"\n## {model}: storing overhead, {g['events']} events, 1 thread, best of 2\n")
             print(
-                f"generate only: {g['generate_only_s']:.2f} s; build into a pool: {g['build_s']:.2f} s"
+                f"generate only: {g['generate_only_s']:.2f} s; "
+                f"build into a pool: {g['build_s']:.2f} s"
             )
             print(
-                f"overhead vs generating only: {100 * g['overhead']:+.2f} % of the build's wall time (goal <= 3 %)"
+                f"overhead vs generating only: {100 * g['overhead']:+.2f} % of the build's wall "
+                "time (goal <= 3 %)"
             )
             print(
-                f"within the build: {100 * g['overhead_in_run']:.2f} % of its wall time is not generation; "
-                f"{g['bytes_per_event'] / 1e3:.1f} kB/event"
+                f"within the build: {100 * g['overhead_in_run']:.2f} % of its wall time is not "
+                f"generation; {g['bytes_per_event'] / 1e3:.1f} kB/event"
             )
     return 0
 

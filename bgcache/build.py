@@ -35,10 +35,9 @@ from bgcache.store.format import (
     DEFAULT_BLOCK_EVENTS,
     DEFAULT_BLOCK_EVENTS_GAN_CPU,
     MAX_BLOCK_EVENTS,
-    ZARR_JSON,
     Layout,
 )
-from bgcache.store.pool import Pool, create_or_open_pool, open_storage
+from bgcache.store.pool import Pool, check_build_location, create_or_open_pool, open_storage
 from bgcache.store.records import read_root_record
 
 #: Metadata fields of a generator that describe the software or a local path, not content.
@@ -267,7 +266,7 @@ def build_pool(
     if checkpoint is not None and not spec.needs_checkpoint:
         checkpoint = None
     storage = open_storage(pool)
-    existing = _existing_record(storage)
+    existing = check_build_location(storage, model)  # before loading a GAN for minutes
 
     t0 = time.perf_counter()
     gen = load_model(
@@ -308,7 +307,7 @@ def build_pool(
     todo = [t for t in tasks if not _complete(target, t)]
     result.blocks_total = len(tasks)
     result.blocks_skipped = len(tasks) - len(todo)
-    result.events_skipped = sum(t.n_events for t in tasks if t not in todo)
+    result.events_skipped = sum(t.n_events for t in tasks) - sum(t.n_events for t in todo)
     if not resume and result.blocks_skipped:
         raise PoolExistsError(
             f"pool '{storage.url}' already holds {result.blocks_skipped} complete blocks of this "
@@ -355,12 +354,6 @@ def build_pool(
 
 def _default_batch(needs_torch: bool) -> int:
     return 1 if needs_torch else 32
-
-
-def _existing_record(storage: Any) -> dict[str, Any] | None:
-    if storage.read(ZARR_JSON) is None:
-        return None
-    return read_root_record(storage)
 
 
 def _complete(pool: Pool, task: BlockTask) -> bool:

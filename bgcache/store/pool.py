@@ -34,6 +34,7 @@ from bgcache.errors import (
     EventNotFoundError,
     NotAPoolError,
     PoolMismatchError,
+    PoolWriteError,
     PositionError,
     UsageError,
 )
@@ -591,6 +592,56 @@ def open_pool(location: str | os.PathLike[str]) -> Pool:
     return Pool(storage, read_root_record(storage))
 
 
+def check_build_location(storage: LocalStorage, model: str | None = None) -> dict[str, Any] | None:
+    """Cheap checks of a build's pool location, made before the model is loaded.
+
+    Args:
+        storage: the pool location.
+        model: the model the build will run; an existing pool of another model is refused.
+
+    Returns:
+        The existing pool's root record, or None where a new pool will be created.
+
+    Raises:
+        NotAPoolError: a file, or a non-empty directory that is not a pool.
+        PoolFormatError: an existing pool with damaged metadata or a newer format.
+        PoolMismatchError: an existing pool of another model.
+        PoolWriteError: the location cannot be written.
+    """
+    root = storage.root
+    if root.exists() and not root.is_dir():
+        raise NotAPoolError(f"'{storage.url}' is a file: give a new or pool directory as POOL")
+    if root.is_dir():
+        record = None
+        if storage.read(ZARR_JSON) is not None:
+            record = read_root_record(storage)
+            held = record["content"].get("model")
+            if model is not None and held != model:
+                raise PoolMismatchError(
+                    f"pool '{storage.url}' holds {held} events, this build would make {model} "
+                    f"events: build into another pool, or use --model {held}"
+                )
+        elif any(root.iterdir()):
+            raise NotAPoolError(
+                f"'{storage.url}' is a non-empty directory that is not a pool: choose a new or empty directory"
+            )
+        storage.check_writable()
+        return record
+    parent = root.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotAPoolError(
+            f"'{storage.url}': '{parent}' is a file, so no directory can be made in it"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PoolWriteError(
+            f"cannot create pool '{storage.url}': '{parent}' is read-only; "
+            "build into a writable directory"
+        )
+    return None
+
+
 def create_or_open_pool(
     location: str | os.PathLike[str] | LocalStorage,
     content: Mapping[str, Any],
@@ -612,13 +663,7 @@ def create_or_open_pool(
         PoolWriteError: the location cannot be written.
     """
     storage = open_storage(location)
-    root = storage.root
-    if root.exists() and not root.is_dir():
-        raise NotAPoolError(f"'{storage.url}' is a file: give a new or pool directory as POOL")
-    if root.is_dir() and storage.read(ZARR_JSON) is None and any(root.iterdir()):
-        raise NotAPoolError(
-            f"'{storage.url}' is a non-empty directory that is not a pool: choose a new or empty directory"
-        )
+    check_build_location(storage)
     storage.check_writable()
     if storage.read(ZARR_JSON) is None:
         new_record: dict[str, Any] = {
@@ -652,4 +697,12 @@ def create_or_open_pool(
     return Pool(storage, record)
 
 
-__all__ = ["BlockInfo", "Leftover", "Pool", "create_or_open_pool", "open_pool", "open_storage"]
+__all__ = [
+    "BlockInfo",
+    "Leftover",
+    "Pool",
+    "check_build_location",
+    "create_or_open_pool",
+    "open_pool",
+    "open_storage",
+]
