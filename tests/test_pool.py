@@ -471,7 +471,7 @@ def test_gan_pool_round_trip_and_content_checks(tmp_path: Path) -> None:
 def test_location_is_checked_before_the_model_loads(tmp_path: Path) -> None:
     """Mistakes about the pool are reported before minutes of GAN loading, and write nothing."""
     build_pool(tmp_path / "p", model="synthetic", events=2)
-    with pytest.raises(PoolMismatchError, match="holds synthetic events.*--model synthetic"):
+    with pytest.raises(PoolMismatchError, match=r"holds synthetic events.*--model synthetic"):
         build_pool(tmp_path / "p", model="convnet", checkpoint=tmp_path / "missing.pt", events=2)
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotAPoolError, match="is a file, so no directory"):
