@@ -6,12 +6,22 @@ and from a config file (``--config``, see :mod:`bgcache.cli._config`).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from bgcache.cli._config import ConfigOption
+from bgcache.cli._options import (
+    CheckpointOption,
+    DeviceOption,
+    ModelOption,
+    NinterOption,
+    NintraOption,
+    OptimizeOption,
+    PrecisionOption,
+    QuietOption,
+    SeedOption,
+)
 
 
 def build(
@@ -21,16 +31,7 @@ def build(
             metavar="POOL", help="Pool directory (created if absent).", show_default=False
         ),
     ],
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            envvar="BGCACHE_MODEL",
-            help="Generator name (see 'bgcache models').",
-            show_default=False,
-        ),
-    ],
+    model: ModelOption,
     events: Annotated[
         int,
         typer.Option(
@@ -42,22 +43,8 @@ def build(
             show_default=False,
         ),
     ],
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            "--checkpoint",
-            "-c",
-            envvar="BGCACHE_CHECKPOINT",
-            help="State_dict file of a GAN model (ignored by synthetic).",
-            show_default=False,
-        ),
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(
-            envvar="BGCACHE_SEED", help="Seed of the event stream, an integer in [-2**63, 2**63-1]."
-        ),
-    ] = 0,
+    checkpoint: CheckpointOption = None,
+    seed: SeedOption = 0,
     first_index: Annotated[
         int,
         typer.Option(
@@ -91,33 +78,11 @@ def build(
             show_default=False,
         ),
     ] = None,
-    device: Annotated[
-        str,
-        typer.Option(
-            envvar="BGCACHE_DEVICE", help="Torch device of GAN models: cpu, cuda, cuda:N."
-        ),
-    ] = "cpu",
-    nintra: Annotated[
-        int, typer.Option(envvar="BGCACHE_NINTRA", help="Intra-op threads per worker.")
-    ] = 1,
-    ninter: Annotated[
-        int, typer.Option(envvar="BGCACHE_NINTER", help="Inter-op threads per worker.")
-    ] = 1,
-    optimize: Annotated[
-        bool,
-        typer.Option(
-            "--optimize/--no-optimize",
-            envvar="BGCACHE_OPTIMIZE",
-            help="Fast exact inference path, or the plain layer-by-layer forward pass.",
-        ),
-    ] = True,
-    precision: Annotated[
-        str,
-        typer.Option(
-            envvar="BGCACHE_PRECISION",
-            help="Network precision of GAN models: fp32 (default), or an explicit bf16/fp16.",
-        ),
-    ] = "fp32",
+    device: DeviceOption = "cpu",
+    nintra: NintraOption = 1,
+    ninter: NinterOption = 1,
+    optimize: OptimizeOption = True,
+    precision: PrecisionOption = "fp32",
     shard: Annotated[
         str | None,
         typer.Option(
@@ -156,12 +121,7 @@ def build(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the build summary as JSON on stdout.")
     ] = False,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet", "-q", envvar="BGCACHE_QUIET", help="No progress bar or notes on stderr."
-        ),
-    ] = False,
+    quiet: QuietOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Build a pool, or complete or extend one, with the events of one seed stream.

@@ -11,41 +11,28 @@ and from a config file (``--config``, see :mod:`bgcache.cli._config`).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from bgcache.cli._config import ConfigOption
+from bgcache.cli._options import (
+    CheckpointOption,
+    DeviceOption,
+    ModelOption,
+    NinterOption,
+    NintraOption,
+    OptimizeOption,
+    PrecisionOption,
+    QuietOption,
+    SeedOption,
+)
 
 
 def generate(
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            envvar="BGCACHE_MODEL",
-            help="Generator name (see 'bgcache models').",
-            show_default=False,
-        ),
-    ],
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            "--checkpoint",
-            "-c",
-            envvar="BGCACHE_CHECKPOINT",
-            help="State_dict file of a GAN model (ignored by synthetic).",
-            show_default=False,
-        ),
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(
-            envvar="BGCACHE_SEED", help="Seed of the event stream, an integer in [-2**63, 2**63-1]."
-        ),
-    ] = 0,
+    model: ModelOption,
+    checkpoint: CheckpointOption = None,
+    seed: SeedOption = 0,
     events: Annotated[
         int,
         typer.Option(
@@ -61,45 +48,15 @@ def generate(
             help="Index of the first event key.",
         ),
     ] = 0,
-    device: Annotated[
-        str,
-        typer.Option(
-            envvar="BGCACHE_DEVICE", help="Torch device of GAN models: cpu, cuda, cuda:N."
-        ),
-    ] = "cpu",
-    nintra: Annotated[
-        int, typer.Option(envvar="BGCACHE_NINTRA", help="Intra-op threads (like the basf2 module).")
-    ] = 1,
-    ninter: Annotated[
-        int, typer.Option(envvar="BGCACHE_NINTER", help="Inter-op threads (like the basf2 module).")
-    ] = 1,
-    optimize: Annotated[
-        bool,
-        typer.Option(
-            "--optimize/--no-optimize",
-            envvar="BGCACHE_OPTIMIZE",
-            help="Fast exact inference path, or the plain layer-by-layer forward pass.",
-        ),
-    ] = True,
-    precision: Annotated[
-        str,
-        typer.Option(
-            envvar="BGCACHE_PRECISION",
-            help=(
-                "Network precision of GAN models: fp32 (default, exact), or an explicit "
-                "bf16/fp16 that changes pixels (see docs/performance.md)."
-            ),
-        ),
-    ] = "fp32",
+    device: DeviceOption = "cpu",
+    nintra: NintraOption = 1,
+    ninter: NinterOption = 1,
+    optimize: OptimizeOption = True,
+    precision: PrecisionOption = "fp32",
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")
     ] = False,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet", "-q", envvar="BGCACHE_QUIET", help="No progress bar or notes on stderr."
-        ),
-    ] = False,
+    quiet: QuietOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Generate events with a model and compare them with the Geant4 reference.
