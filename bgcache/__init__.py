@@ -19,6 +19,7 @@ from bgcache.errors import BgcacheError
 from bgcache.geometry import IMAGE_SHAPE, SENSORS, pack_vxd_id, unpack_vxd_id
 from bgcache.hits import SparseEvent, merge
 from bgcache.models import get_spec, load_model, registered_models
+from bgcache.overlay import PoolOverlay
 from bgcache.seeding import EventKey, event_key, seed_from_string
 from bgcache.store import Pool, open_pool
 
@@ -29,6 +30,7 @@ __all__ = [
     "BuildResult",
     "EventKey",
     "Pool",
+    "PoolOverlay",
     "SparseEvent",
     "__version__",
     "build_pool",

@@ -104,6 +104,10 @@ class EventNotFoundError(BgcacheError, LookupError):
     """No event with that key in the pool."""
 
 
+class PoolExhaustedError(BgcacheError, LookupError):
+    """An overlay job used up its share of the pool and was told not to generate or reuse."""
+
+
 class PositionError(EventNotFoundError, IndexError):
     """A pool position is out of range."""
 

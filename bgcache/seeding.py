@@ -28,6 +28,7 @@ class Purpose(IntEnum):
 
     LATENTS = 1
     SYNTHETIC = 2
+    OVERLAY = 3
 
 
 class EventKey(NamedTuple):

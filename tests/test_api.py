@@ -22,6 +22,7 @@ EXPECTED_ALL = sorted(
         "BuildResult",
         "EventKey",
         "Pool",
+        "PoolOverlay",
         "IMAGE_SHAPE",
         "SENSORS",
         "SparseEvent",

@@ -286,3 +286,14 @@ def test_installed_script_builds_inspects_and_verifies(tmp_path: Path) -> None:
     check = subprocess.run([str(SCRIPT), "verify", str(pool)], capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.startswith("OK")
     assert len(open_pool(pool)) == 300
+
+
+def test_readme_main_job_is_the_demo_build() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert (
+        "python3 -m pip install . && bgcache build demo-pool --config configs/demo.toml "
+        "&& bgcache inspect demo-pool"
+    ) in readme
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    command = "python3 -m pip install tox && python3 -m tox"
+    assert command in readme and command in ci

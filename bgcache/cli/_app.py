@@ -34,6 +34,7 @@ from bgcache.cli import (
     generate_cmd,
     inspect_cmd,
     models_cmd,
+    plan_cmd,
     verify_cmd,
 )
 from bgcache.cli._config import config_origin
@@ -185,6 +186,7 @@ def _root(
 app.command("build")(build_cmd.build)
 app.command("inspect")(inspect_cmd.inspect_pool)
 app.command("verify")(verify_cmd.verify)
+app.command("plan")(plan_cmd.plan)
 app.command("models")(models_cmd.models)
 app.command("generate")(generate_cmd.generate)
 app.add_typer(checkpoint_cmd.checkpoint_app, name="checkpoint")

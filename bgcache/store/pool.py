@@ -177,6 +177,21 @@ class Pool:
         i = bisect.bisect_right(self._catalog.starts, position) - 1
         return self._catalog.blocks[i]
 
+    def spans(self, start: int, stop: int) -> Iterator[tuple[BlockInfo, range]]:
+        """Each block overlapping the positions ``[start, stop)``, with the offsets inside
+        it that fall in the range, in position order."""
+        blocks = self._catalog.blocks
+        if stop <= start or not blocks:
+            return
+        i = max(bisect.bisect_right(self._catalog.starts, start) - 1, 0)
+        while i < len(blocks) and blocks[i].position < stop:
+            info = blocks[i]
+            lo = max(start, info.position) - info.position
+            hi = min(stop, info.position + info.n_events) - info.position
+            if hi > lo:
+                yield info, range(lo, hi)
+            i += 1
+
     def key(self, position: int) -> EventKey:
         """The key (seed, index) of the event at ``position``."""
         info = self.block_of(position)

@@ -1,0 +1,636 @@
+"""The simulation side: a pool-backed source of background events, one per simulated event.
+
+Above :mod:`bgcache.store` (it reads pools) and beside :mod:`bgcache.build` (its fallback
+generates events exactly as a build would). Framework adapters (basf2, PyTorch) sit on top.
+
+Draw policy (DESIGN 5), like Belle II's BGOverlayInput but without silent reuse:
+
+* the pool's positions ``0 .. N-1`` are split into ``njobs`` contiguous, disjoint shares;
+  job ``j`` owns ``[j*N // njobs, (j+1)*N // njobs)``;
+* the job starts at an offset inside its share derived from ``(seed, job)`` by the
+  counter-based generator (purpose ``OVERLAY``), reads on sequentially and wraps inside the
+  share: no pool event is handed out twice by one job;
+* when the share is used up: ``on_exhausted="generate"`` (default) generates events on the
+  fly with the pool's model, checkpoint and content options; ``"reuse"`` starts another
+  pass over the share and counts the reuses; ``"error"`` raises
+  :class:`~bgcache.errors.PoolExhaustedError`.
+
+Fallback keys: one fallback seed per (overlay seed, pool) — ``seed_from_string(
+"bgcache-fallback/<seed>")``, re-derived while it equals a seed of the pool — and job ``j``
+takes the indices ``j * 2**48 + k`` (k = 0, 1, ...). So no fallback key is a pool key and no
+two jobs share one (up to 65,536 jobs of 2**48 fallback events each).
+
+The pool-only path never imports torch: the checkpoint is located and its sha256 checked
+at initialisation (hashing the file needs no torch), and torch is imported only when the
+first fallback event is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bgcache.errors import (
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    CorruptBlockError,
+    MissingDependencyError,
+    PoolExhaustedError,
+    UsageError,
+)
+from bgcache.hits import SparseEvent
+from bgcache.models import get_spec
+from bgcache.seeding import EventKey, Purpose, event_rng, seed_from_string, validate_seed
+from bgcache.store.catalog import BlockInfo
+from bgcache.store.pool import Pool, open_pool
+
+log = logging.getLogger("bgcache.overlay")
+
+#: What a job does when its share of the pool is used up.
+ON_EXHAUSTED = ("generate", "reuse", "error")
+#: What the reader does with a damaged block.
+ON_CORRUPT = ("raise", "skip")
+#: Bits of a fallback index that count a job's events; the bits above hold the job.
+FALLBACK_INDEX_BITS = 48
+#: Most jobs a pool can be split into (fallback keys of different jobs never collide).
+MAX_JOBS = 1 << 16
+#: Environment variable naming the checkpoint for fallback generation.
+CHECKPOINT_ENVVAR = "BGCACHE_CHECKPOINT"
+
+
+def share_bounds(n_events: int, job: int, njobs: int) -> tuple[int, int]:
+    """Pool positions ``[start, stop)`` of job ``job`` of ``njobs``.
+
+    Example:
+        >>> [share_bounds(10, j, 3) for j in range(3)]
+        [(0, 3), (3, 6), (6, 10)]
+    """
+    return job * n_events // njobs, (job + 1) * n_events // njobs
+
+
+def start_offset(seed: int, job: int, size: int) -> int:
+    """Where job ``job`` starts inside a share of ``size`` events (0 for an empty share)."""
+    if size <= 0:
+        return 0
+    return int(event_rng(seed, job, Purpose.OVERLAY).integers(size))
+
+
+def draw_positions(n_events: int, seed: int, job: int, njobs: int) -> list[int]:
+    """The pool positions job ``job`` hands out, in order, in one pass over its share.
+
+    Example:
+        >>> order = draw_positions(10, seed=1, job=2, njobs=3)
+        >>> sorted(order) == list(range(6, 10)), len(set(order)) == 4
+        (True, True)
+    """
+    start, stop = share_bounds(n_events, job, njobs)
+    size = stop - start
+    first = start_offset(seed, job, size)
+    return [start + (first + k) % size for k in range(size)]
+
+
+def fallback_seed(seed: int, pool_seeds: set[int] | frozenset[int]) -> int:
+    """The seed of an overlay's fallback stream: derived from ``seed``, not a pool seed."""
+    text = f"bgcache-fallback/{seed}"
+    value = seed_from_string(text)
+    while value in pool_seeds:
+        text += "/"
+        value = seed_from_string(text)
+    return value
+
+
+def fallback_key(seed: int, job: int, k: int) -> EventKey:
+    """The key of job ``job``'s ``k``-th fallback event in the fallback stream ``seed``."""
+    return EventKey(seed, (job << FALLBACK_INDEX_BITS) + k)
+
+
+@dataclass
+class OverlayStats:
+    """Counters of an overlay (times in seconds).
+
+    Attributes:
+        from_pool: events handed out from the pool for the first time.
+        generated: events generated on the fly after the share ran out.
+        reused: pool events handed out again (``on_exhausted="reuse"``).
+        skipped_blocks, skipped_events: damaged blocks skipped (``on_corrupt="skip"``).
+        read_seconds: reading and decoding blocks (in the prefetch thread, if any).
+        wait_seconds: ``next_event()`` waiting for the prefetch thread.
+        generate_seconds: generating fallback events (loading the model included).
+    """
+
+    from_pool: int = 0
+    generated: int = 0
+    reused: int = 0
+    skipped_blocks: int = 0
+    skipped_events: int = 0
+    read_seconds: float = 0.0
+    wait_seconds: float = 0.0
+    generate_seconds: float = 0.0
+
+    @property
+    def events(self) -> int:
+        """Events handed out."""
+        return self.from_pool + self.generated + self.reused
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable record."""
+        return {**asdict(self), "events": self.events}
+
+    def summary(self) -> str:
+        """One line for the end-of-job log."""
+        return (
+            f"{self.events} events: {self.from_pool} from the pool, {self.generated} generated, "
+            f"{self.reused} reused, {self.skipped_blocks} damaged blocks skipped; "
+            f"reading {self.read_seconds:.2f} s (waited {self.wait_seconds:.2f} s), "
+            f"generating {self.generate_seconds:.2f} s"
+        )
+
+
+_END = object()
+
+
+class PoolOverlay:
+    """Hands out background events from a pool, one per simulated event.
+
+    Args:
+        pool: a pool location or an open :class:`~bgcache.store.pool.Pool`.
+        seed: the job's seed (int64; None: 0). It fixes the start inside the share and the
+            fallback stream: the same seed, job and pool give the same sequence every time.
+        job, njobs: this job's index and the number of jobs sharing the pool.
+        on_exhausted: ``"generate"`` (default), ``"reuse"`` or ``"error"``.
+        prefetch: blocks decoded ahead in a background thread (0: read on demand).
+        prefetch_generate: also generate fallback events ahead in that thread (it competes
+            with the simulation for cores; off by default).
+        checkpoint: checkpoint for fallback generation; default: the path the pool recorded,
+            else ``$BGCACHE_CHECKPOINT``.
+        device, nintra, ninter: of fallback generation (as :func:`bgcache.models.load_model`).
+        on_corrupt: ``"raise"`` (default) a :class:`~bgcache.errors.CorruptBlockError` naming
+            the block, or ``"skip"`` the block and count it.
+
+    Raises:
+        UsageError: invalid arguments.
+        CheckpointNotFoundError, CheckpointMismatchError, MissingDependencyError: fallback
+            is possible (``on_exhausted="generate"`` and a GAN pool) but the checkpoint is
+            missing or not the pool's (sha256), or torch is not installed — at
+            initialisation, not hours later.
+
+    Example:
+        >>> import tempfile
+        >>> from bgcache.build import build_pool
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = build_pool(tmp + "/p", model="synthetic", events=4)
+        ...     with PoolOverlay(tmp + "/p", seed=1, njobs=2) as overlay:
+        ...         events = [overlay.next_event() for _ in range(3)]
+        ...         overlay.stats.from_pool, overlay.stats.generated
+        (2, 1)
+    """
+
+    def __init__(
+        self,
+        pool: str | os.PathLike[str] | Pool,
+        *,
+        seed: int | None = None,
+        job: int = 0,
+        njobs: int = 1,
+        on_exhausted: str = "generate",
+        prefetch: int = 2,
+        prefetch_generate: bool = False,
+        checkpoint: str | os.PathLike[str] | None = None,
+        device: str = "cpu",
+        nintra: int = 1,
+        ninter: int = 1,
+        on_corrupt: str = "raise",
+    ) -> None:
+        self.pool = pool if isinstance(pool, Pool) else open_pool(pool)
+        self.seed = validate_seed(0 if seed is None else seed)
+        for name, value, low, high in (
+            ("njobs", njobs, 1, MAX_JOBS),
+            ("job", job, 0, njobs - 1 if isinstance(njobs, int) else 0),
+            ("prefetch", prefetch, 0, 1024),
+            ("nintra", nintra, 1, 1024),
+            ("ninter", ninter, 1, 1024),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise UsageError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        if on_exhausted not in ON_EXHAUSTED:
+            raise UsageError(
+                f"on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, got {on_exhausted!r}"
+            )
+        if on_corrupt not in ON_CORRUPT:
+            raise UsageError(
+                f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}"
+            )
+        self.job, self.njobs = job, njobs
+        self.on_exhausted, self.on_corrupt = on_exhausted, on_corrupt
+        self.prefetch, self.prefetch_generate = prefetch, bool(prefetch_generate)
+        self.device, self.nintra, self.ninter = device, nintra, ninter
+        self.stats = OverlayStats()
+        self.share = share_bounds(len(self.pool), job, njobs)
+        self.fallback_seed = fallback_seed(self.seed, frozenset(self.pool.streams()))
+        #: ``(source, key)`` of the last event handed out; source is pool, generated or reused.
+        self.last: tuple[str, EventKey] | None = None
+        self.checkpoint: Path | None = None
+        if on_exhausted == "generate":
+            self.checkpoint = self._locate_fallback(checkpoint)
+        self._generator: Any = None
+        self._generated_ahead: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
+        self._lock = threading.Lock()
+        self._pass = 0
+        self._stop = threading.Event()
+        self._queue: queue.Queue[Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._reader: Iterator[tuple[EventKey, SparseEvent]] | None = None
+        self._buffer: list[tuple[EventKey, SparseEvent]] = []
+        self._handed = 0
+        self._start_pass()
+        self._closed = False
+
+    # -- fallback ------------------------------------------------------------------------
+    def _locate_fallback(self, checkpoint: str | os.PathLike[str] | None) -> Path | None:
+        """Find and check the fallback's checkpoint now (sha256 against the pool)."""
+        spec = get_spec(self.pool.model)
+        if not spec.needs_checkpoint:
+            return None
+        if spec.needs_torch and importlib.util.find_spec("torch") is None:
+            raise MissingDependencyError(
+                f"pool '{self.pool.url}' holds {self.pool.model} events and on_exhausted="
+                "'generate' may need to generate more, which needs PyTorch: pip install "
+                "'bgcache[gan]' (or choose on_exhausted='reuse' or 'error')"
+            )
+        hint = self.pool.record.get("hints", {}).get("checkpoint_path")
+        env = os.environ.get(CHECKPOINT_ENVVAR)
+        candidates = [c for c in (checkpoint, hint, env) if c]
+        if not candidates:
+            raise CheckpointNotFoundError(
+                f"pool '{self.pool.url}' records no checkpoint path: pass checkpoint=... (or set "
+                f"${CHECKPOINT_ENVVAR}) for on-the-fly generation, or choose on_exhausted='reuse'"
+            )
+        path = Path(candidates[0]).expanduser()
+        if not path.is_file():
+            where = (
+                "given"
+                if checkpoint
+                else (
+                    "recorded in the pool" if candidates[0] == hint else f"in ${CHECKPOINT_ENVVAR}"
+                )
+            )
+            raise CheckpointNotFoundError(
+                f"checkpoint {str(path)!r} ({where}) for on-the-fly generation does not exist: "
+                "pass checkpoint=... with the pool's checkpoint, or choose on_exhausted='reuse'"
+            )
+        want = self.pool.content.get("checkpoint_sha256")
+        have = _sha256(path)
+        if want != have:
+            raise CheckpointMismatchError(
+                f"checkpoint {str(path)!r} is not the one pool '{self.pool.url}' was built with "
+                f"(sha256 {have[:12]}..., the pool records {str(want)[:12]}...): fallback events "
+                "would differ from the pool's; pass the right checkpoint"
+            )
+        return path
+
+    def _load_generator(self) -> Any:
+        if self._generator is None:
+            from bgcache.models import load_model
+
+            content = self.pool.content
+            if content.get("device_type", "cpu") != str(self.device).split(":")[0]:
+                log.warning(
+                    "pool %s was built on %s, fallback runs on %s: fallback events may differ "
+                    "in a few pixels from what a build on %s would store",
+                    self.pool.url,
+                    content.get("device_type"),
+                    self.device,
+                    content.get("device_type"),
+                )
+            self._generator = load_model(
+                self.pool.model,
+                self.checkpoint,
+                device=self.device if get_spec(self.pool.model).needs_torch else "cpu",
+                optimize=bool(content.get("optimize", True)),
+                nintra=self.nintra,
+                ninter=self.ninter,
+                precision=str(content.get("precision", "fp32")),
+            )
+        return self._generator
+
+    def _generate(self, k: int) -> tuple[EventKey, SparseEvent]:
+        key = fallback_key(self.fallback_seed, self.job, k)
+        t0 = time.perf_counter()
+        with self._lock:
+            (event,) = self._load_generator().events([key])
+        self.stats.generate_seconds += time.perf_counter() - t0
+        return key, event
+
+    # -- reading -------------------------------------------------------------------------
+    def _blocks_in_order(self) -> Iterator[tuple[BlockInfo, range]]:
+        """The share's blocks in draw order, each with the in-block offsets to hand out:
+        from the start offset to the share's end, then from the share's start on."""
+        start, stop = self.share
+        first = start + start_offset(self.seed, self.job, stop - start)
+        for a, b in ((first, stop), (start, first)):
+            yield from self.pool.spans(a, b)
+
+    def _read_pass(self) -> Iterator[list[tuple[EventKey, SparseEvent]]]:
+        """One pass over the share: the events of each block touched, in draw order."""
+        for info, offsets in self._blocks_in_order():
+            if self._stop.is_set():
+                return
+            t0 = time.perf_counter()
+            try:
+                events = self.pool.read_block(info)
+            except CorruptBlockError:
+                if self.on_corrupt == "raise":
+                    raise
+                log.error("skipping damaged block %s of pool %s", info.path, self.pool.url)
+                self.stats.skipped_blocks += 1
+                self.stats.skipped_events += len(offsets)
+                continue
+            finally:
+                self.stats.read_seconds += time.perf_counter() - t0
+            yield [(EventKey(info.seed, info.first_index + o), events[o]) for o in offsets]
+
+    def _start_pass(self) -> None:
+        """Begin a pass over the share (the first, or another one for reuse)."""
+        self._stop_thread()
+        self._stop.clear()
+        self._buffer = []
+        if self.prefetch == 0:
+            self._reader = (item for block in self._read_pass() for item in block)
+            return
+        self._queue = queue.Queue(maxsize=self.prefetch)
+        self._thread = threading.Thread(
+            target=self._prefetch_loop, name="bgcache-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _prefetch_loop(self) -> None:
+        q = self._queue
+        assert q is not None
+        try:
+            for block in self._read_pass():
+                while not self._stop.is_set():
+                    try:
+                        q.put(block, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            if self.prefetch_generate and self.on_exhausted == "generate" and self._pass == 0:
+                k = 0
+                while not self._stop.is_set():
+                    item = self._generate(k)
+                    while not self._stop.is_set():
+                        try:
+                            q.put([item], timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    k += 1
+                return
+            q.put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            q.put(exc)
+
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    def _next_from_reader(self) -> tuple[EventKey, SparseEvent] | None:
+        """The next pool event of this pass, or None at its end."""
+        if self._buffer:
+            return self._buffer.pop()
+        if self.prefetch == 0:
+            assert self._reader is not None
+            return next(self._reader, None)
+        assert self._queue is not None
+        t0 = time.perf_counter()
+        item = self._queue.get()
+        self.stats.wait_seconds += time.perf_counter() - t0
+        if item is _END:
+            self._queue.put(_END)  # stay at the end
+            return None
+        if isinstance(item, BaseException):
+            self._queue.put(item)
+            raise item
+        self._buffer = list(reversed(item))
+        return self._buffer.pop()
+
+    def next_event(self) -> SparseEvent:
+        """The next background event (see the module docstring for the policy).
+
+        Raises:
+            PoolExhaustedError: the share is used up and ``on_exhausted="error"``.
+            CorruptBlockError: a damaged block (``on_corrupt="raise"``).
+        """
+        if self._closed:
+            raise UsageError("this overlay is closed")
+        size = self.share[1] - self.share[0]
+        if self._pass == 0:
+            got = self._next_from_reader() if self._handed < size else None
+            if got is not None:
+                self._handed += 1
+                self.stats.from_pool += 1
+                self.last = ("pool", got[0])
+                return got[1]
+            self._pass = 1
+            if self.on_exhausted == "error":
+                raise PoolExhaustedError(
+                    f"job {self.job} of {self.njobs} used up its share of pool '{self.pool.url}' "
+                    f"({size} events) and on_exhausted='error': give the job fewer events, more "
+                    "jobs a bigger pool, or choose on_exhausted='generate' or 'reuse'"
+                )
+            if self.on_exhausted == "reuse":
+                if size == 0 or self.stats.skipped_events >= size:
+                    raise PoolExhaustedError(
+                        f"job {self.job} of {self.njobs} has no events of pool '{self.pool.url}' to reuse"
+                    )
+                self._start_pass()
+        if self.on_exhausted == "generate":
+            if self.prefetch_generate and self.prefetch > 0:
+                got = self._next_from_reader()
+                assert got is not None
+            else:
+                got = self._generate(self.stats.generated)
+            self.stats.generated += 1
+            self.last = ("generated", got[0])
+            return got[1]
+        got = self._next_from_reader()
+        if got is None:  # end of a reuse pass: another one
+            self._start_pass()
+            got = self._next_from_reader()
+            assert got is not None
+        self.stats.reused += 1
+        self.last = ("reused", got[0])
+        return got[1]
+
+    def __iter__(self) -> Iterator[SparseEvent]:
+        while True:
+            yield self.next_event()
+
+    # -- life cycle ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the prefetch thread and log the counters (``bgcache.overlay`` logger, INFO)."""
+        if self._closed:
+            return
+        self._stop_thread()
+        self._closed = True
+        log.info(
+            "bgcache overlay, job %d of %d, pool %s: %s",
+            self.job,
+            self.njobs,
+            self.pool.url,
+            self.stats.summary(),
+        )
+
+    def __enter__(self) -> PoolOverlay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        stop = getattr(self, "_stop", None)  # absent if __init__ failed
+        if stop is not None:
+            stop.set()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def generation_seconds_per_event(pool: Pool) -> float | None:
+    """Mean generation time per event recorded by the builds of ``pool`` (block markers),
+    or None if no block recorded one."""
+    import json
+
+    from bgcache.store.format import ATTRS_KEY, ZARR_JSON
+
+    seconds = events = 0.0
+    for info in pool.block_list:
+        raw = pool.storage.read(f"{info.path}/{ZARR_JSON}")
+        try:
+            value = json.loads(raw or b"")["attributes"][ATTRS_KEY].get("generate_seconds")
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, int | float):
+            seconds += float(value)
+            events += info.n_events
+    return seconds / events if events else None
+
+
+def plan_jobs(
+    pool: str | os.PathLike[str] | Pool,
+    *,
+    njobs: int,
+    events_per_job: int,
+    seed: int = 0,
+    on_exhausted: str = "generate",
+) -> dict[str, Any]:
+    """What ``njobs`` overlay jobs of ``events_per_job`` events each would take from a pool.
+
+    Per job: its share of the pool, where it starts (for ``seed``), events from the pool,
+    and events generated, reused or missing (``on_exhausted="error"``) beyond its share;
+    the CPU time of the generated ones, from the generation time the pool's builds
+    recorded (same device as the build).
+
+    Example:
+        >>> import tempfile
+        >>> from bgcache.build import build_pool
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = build_pool(tmp + "/p", model="synthetic", events=10)
+        ...     plan = plan_jobs(tmp + "/p", njobs=4, events_per_job=3)
+        ...     [(j["share_events"], j["from_pool"], j["beyond_share"]) for j in plan["jobs"]]
+        [(2, 2, 1), (3, 3, 0), (2, 2, 1), (3, 3, 0)]
+    """
+    opened = pool if isinstance(pool, Pool) else open_pool(pool)
+    seed = validate_seed(seed)
+    for name, value, low in (("njobs", njobs, 1), ("events_per_job", events_per_job, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+    if njobs > MAX_JOBS:
+        raise UsageError(f"njobs must be at most {MAX_JOBS}, got {njobs}")
+    if on_exhausted not in ON_EXHAUSTED:
+        raise UsageError(
+            f"on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, got {on_exhausted!r}"
+        )
+    n = len(opened)
+    per_event = generation_seconds_per_event(opened)
+    jobs: list[dict[str, Any]] = []
+    for job in range(njobs):
+        start, stop = share_bounds(n, job, njobs)
+        size = stop - start
+        beyond = max(0, events_per_job - size)
+        generated = beyond if on_exhausted == "generate" else 0
+        jobs.append(
+            {
+                "job": job,
+                "share": [start, stop],
+                "share_events": size,
+                "start_position": start + start_offset(seed, job, size),
+                "from_pool": min(size, events_per_job),
+                "beyond_share": beyond,
+                "generated": generated,
+                "reused": beyond if on_exhausted == "reuse" else 0,
+                "missing": beyond if on_exhausted == "error" else 0,
+                "generate_seconds": generated * per_event if per_event is not None else None,
+            }
+        )
+    demand = njobs * events_per_job
+    generated_total = sum(j["generated"] for j in jobs)
+    return {
+        "pool": opened.url,
+        "model": opened.model,
+        "device_type": opened.content.get("device_type"),
+        "pool_events": n,
+        "njobs": njobs,
+        "events_per_job": events_per_job,
+        "seed": seed,
+        "on_exhausted": on_exhausted,
+        "demand": demand,
+        "from_pool": sum(j["from_pool"] for j in jobs),
+        "beyond_share": sum(j["beyond_share"] for j in jobs),
+        "generated": generated_total,
+        "reused": sum(j["reused"] for j in jobs),
+        "missing": sum(j["missing"] for j in jobs),
+        "jobs_exceeding_share": sum(1 for j in jobs if j["beyond_share"]),
+        "seconds_per_generated_event": per_event,
+        "generate_seconds": generated_total * per_event if per_event is not None else None,
+        "max_job_generate_seconds": max((j["generate_seconds"] or 0.0 for j in jobs), default=0.0)
+        if per_event is not None
+        else None,
+        "events_to_add": max(0, demand - n),
+        "jobs": jobs,
+    }
+
+
+__all__ = [
+    "CHECKPOINT_ENVVAR",
+    "FALLBACK_INDEX_BITS",
+    "MAX_JOBS",
+    "ON_EXHAUSTED",
+    "OverlayStats",
+    "PoolOverlay",
+    "draw_positions",
+    "fallback_key",
+    "fallback_seed",
+    "generation_seconds_per_event",
+    "plan_jobs",
+    "share_bounds",
+    "start_offset",
+]
