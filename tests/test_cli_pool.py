@@ -250,7 +250,7 @@ def test_reading_commands_on_non_pools(cli: Invoke, tmp_path: Path, command: str
     one_line_error(cli(command, str(tmp_path / "d")), 1, "is not a pool")
 
 
-@pytest.mark.parametrize("command", ["build", "inspect", "verify"])
+@pytest.mark.parametrize("command", ["build", "inspect", "verify", "plan"])
 def test_help_has_examples(cli: Invoke, command: str) -> None:
     result = cli(command, "--help")
     assert result.exit_code == 0
