@@ -57,9 +57,11 @@ def cores(n: int) -> Iterator[None]:
         blosc.set_nthreads(threads)
 
 
-def draw_rate(pool: Path, n: int, prefetch: int, n_cores: int) -> float:
+def draw_rate(pool: Path, n: int, prefetch: int, n_cores: int, threads: int) -> float:
     with cores(n_cores):
-        overlay = PoolOverlay(pool, seed=1, prefetch=prefetch, on_exhausted="error")
+        overlay = PoolOverlay(
+            pool, seed=1, prefetch=prefetch, prefetch_threads=threads, on_exhausted="error"
+        )
         overlay.next_event()  # the first block
         t0 = time.perf_counter()
         for _ in range(n - 1):
@@ -69,12 +71,13 @@ def draw_rate(pool: Path, n: int, prefetch: int, n_cores: int) -> float:
     return (n - 1) / dt
 
 
-def gan_seconds(tmp: Path, model: str, n: int) -> float:
+def gan_seconds(tmp: Path, model: str, n: int, optimize: bool = True) -> float:
     from bgcache.models.checkpoint import init_checkpoint
 
     ckpt = tmp / f"{model}.pt"
-    init_checkpoint(model, ckpt)
-    gen = load_model(model, ckpt, optimize=True, nintra=1)
+    if not ckpt.exists():
+        init_checkpoint(model, ckpt)
+    gen = load_model(model, ckpt, optimize=optimize, nintra=1)
     gen.events([(0, 99)])
     t0 = time.perf_counter()
     for i in range(n):
@@ -120,6 +123,12 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=2048)
     ap.add_argument("--gan", nargs="*", default=["convnet", "resnet", "ieagan"])
     ap.add_argument("--gan-events", type=int, default=2)
+    ap.add_argument(
+        "--plain",
+        nargs="*",
+        default=["convnet"],
+        help="also time the plain forward pass (as basf2 runs it)",
+    )
     args = ap.parse_args()
     print(f"machine: {_machine()}")
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -127,27 +136,33 @@ def main() -> int:
         pool = tmp / "pool"
         build_pool(pool, model="synthetic", events=args.events)
         rates = {}
-        for label, prefetch, n_cores in (
-            ("prefetch 2, 2 cores", 2, 2),
-            ("prefetch 2, 1 core", 2, 1),
-            ("no prefetch, 1 core", 0, 1),
+        for label, prefetch, n_cores, threads in (
+            ("prefetch 2, 2 decode threads (default), 2 cores", 2, 2, 2),
+            ("prefetch 2, 1 decode thread, 2 cores", 2, 2, 1),
+            ("prefetch 2, 2 decode threads, 1 core", 2, 1, 2),
+            ("no prefetch, 1 core", 0, 1, 1),
         ):
-            draw_rate(pool, min(args.events, 256), prefetch, n_cores)  # warm the file cache
-            rates[label] = max(draw_rate(pool, args.events, prefetch, n_cores) for _ in range(2))
+            draw_rate(pool, min(args.events, 256), prefetch, n_cores, threads)  # file cache
+            rates[label] = max(
+                draw_rate(pool, args.events, prefetch, n_cores, threads) for _ in range(2)
+            )
         print(f"\n## Draw throughput, {args.events} synthetic events\n")
         print("| overlay | events/s |")
         print("|---|---|")
         for label, rate in rates.items():
             print(f"| {label} | {rate:,.0f} |")
-        best = rates["prefetch 2, 2 cores"]
+        best = rates["prefetch 2, 2 decode threads (default), 2 cores"]
         print("\n(goal >= 1,500 events/s with prefetch)")
         if args.gan:
-            print("\n## On-the-fly generation, optimize=True, 1 thread\n")
-            print("| model | s/event | pool draw (prefetch 2, 2 cores) is faster by |")
-            print("|---|---|---|")
+            print("\n## On-the-fly generation, 1 thread\n")
+            print("| model | path | s/event | pool draw (default prefetch, 2 cores) is faster by |")
+            print("|---|---|---|---|")
             for model in args.gan:
                 sec = gan_seconds(tmp, model, args.gan_events)
-                print(f"| {model} | {sec:.2f} | {sec * best:,.0f}x |")
+                print(f"| {model} | fast (optimize=True) | {sec:.2f} | {sec * best:,.0f}x |")
+            for model in args.plain:
+                sec = gan_seconds(tmp, model, 1, optimize=False)
+                print(f"| {model} | plain (optimize=False) | {sec:.2f} | {sec * best:,.0f}x |")
         probe = pool_only_process(pool)
         print("\n## Pool-only overlay process\n")
         print(

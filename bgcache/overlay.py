@@ -34,7 +34,9 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,8 @@ ON_CORRUPT = ("raise", "skip")
 FALLBACK_INDEX_BITS = 48
 #: Most jobs a pool can be split into (fallback keys of different jobs never collide).
 MAX_JOBS = 1 << 16
+#: Events decoded per read (one prefetch unit): small windows keep memory low.
+READ_EVENTS = 16
 #: Environment variable naming the checkpoint for fallback generation.
 CHECKPOINT_ENVVAR = "BGCACHE_CHECKPOINT"
 
@@ -167,9 +171,13 @@ class PoolOverlay:
             fallback stream: the same seed, job and pool give the same sequence every time.
         job, njobs: this job's index and the number of jobs sharing the pool.
         on_exhausted: ``"generate"`` (default), ``"reuse"`` or ``"error"``.
-        prefetch: blocks decoded ahead in a background thread (0: read on demand).
+        prefetch: windows of up to 16 events decoded ahead in a background thread
+            (0: read on demand in the calling thread).
         prefetch_generate: also generate fallback events ahead in that thread (it competes
             with the simulation for cores; off by default).
+        prefetch_threads: threads decoding windows at once for the prefetch (default 2:
+            decoding releases the GIL, so a burst of draws uses two cores; decoding costs
+            ~0.5 ms per event either way).
         checkpoint: checkpoint for fallback generation; default: the path the pool recorded,
             else ``$BGCACHE_CHECKPOINT``.
         device, nintra, ninter: of fallback generation (as :func:`bgcache.models.load_model`).
@@ -204,6 +212,7 @@ class PoolOverlay:
         on_exhausted: str = "generate",
         prefetch: int = 2,
         prefetch_generate: bool = False,
+        prefetch_threads: int = 2,
         checkpoint: str | os.PathLike[str] | None = None,
         device: str = "cpu",
         nintra: int = 1,
@@ -216,6 +225,7 @@ class PoolOverlay:
             ("njobs", njobs, 1, MAX_JOBS),
             ("job", job, 0, njobs - 1 if isinstance(njobs, int) else 0),
             ("prefetch", prefetch, 0, 1024),
+            ("prefetch_threads", prefetch_threads, 1, 64),
             ("nintra", nintra, 1, 1024),
             ("ninter", ninter, 1, 1024),
         ):
@@ -232,6 +242,7 @@ class PoolOverlay:
         self.job, self.njobs = job, njobs
         self.on_exhausted, self.on_corrupt = on_exhausted, on_corrupt
         self.prefetch, self.prefetch_generate = prefetch, bool(prefetch_generate)
+        self.prefetch_threads = prefetch_threads
         self.device, self.nintra, self.ninter = device, nintra, ninter
         self.stats = OverlayStats()
         self.share = share_bounds(len(self.pool), job, njobs)
@@ -339,24 +350,74 @@ class PoolOverlay:
         for a, b in ((first, stop), (start, first)):
             yield from self.pool.spans(a, b)
 
-    def _read_pass(self) -> Iterator[list[tuple[EventKey, SparseEvent]]]:
-        """One pass over the share: the events of each block touched, in draw order."""
+    def _windows(self) -> Iterator[tuple[BlockInfo, int, int]]:
+        """One pass over the share as windows ``(block, lo, hi)`` of up to
+        :data:`READ_EVENTS` events (each reads only the chunks it spans: memory stays small)."""
         for info, offsets in self._blocks_in_order():
-            if self._stop.is_set():
-                return
-            t0 = time.perf_counter()
-            try:
-                events = self.pool.read_block(info)
-            except CorruptBlockError:
+            for lo in range(offsets.start, offsets.stop, READ_EVENTS):
+                yield info, lo, min(lo + READ_EVENTS, offsets.stop)
+
+    def _read_window(self, info: BlockInfo, lo: int, hi: int) -> list[tuple[EventKey, SparseEvent]]:
+        t0 = time.perf_counter()
+        try:
+            events = self.pool.read_events(info, lo, hi)
+        finally:
+            self.stats.read_seconds += time.perf_counter() - t0
+        return [(EventKey(info.seed, info.first_index + lo + i), ev) for i, ev in enumerate(events)]
+
+    def _read_pass(self) -> Iterator[list[tuple[EventKey, SparseEvent]]]:
+        """One pass over the share, a window of events at a time, in draw order; with
+        ``prefetch_threads > 1`` several windows are decoded at once (in order)."""
+        skipped: set[str] = set()
+
+        def outcome(info: BlockInfo, lo: int, hi: int, result: Any) -> list[Any] | None:
+            if info.path in skipped:
+                self.stats.skipped_events += hi - lo
+                return None
+            if isinstance(result, CorruptBlockError):
                 if self.on_corrupt == "raise":
-                    raise
+                    raise result
                 log.error("skipping damaged block %s of pool %s", info.path, self.pool.url)
+                skipped.add(info.path)
                 self.stats.skipped_blocks += 1
-                self.stats.skipped_events += len(offsets)
-                continue
-            finally:
-                self.stats.read_seconds += time.perf_counter() - t0
-            yield [(EventKey(info.seed, info.first_index + o), events[o]) for o in offsets]
+                self.stats.skipped_events += hi - lo
+                return None
+            return list(result)
+
+        def attempt(info: BlockInfo, lo: int, hi: int) -> Any:
+            try:
+                return self._read_window(info, lo, hi)
+            except CorruptBlockError as exc:
+                return exc
+
+        if self.prefetch_threads <= 1 or self.prefetch == 0:
+            for info, lo, hi in self._windows():
+                if self._stop.is_set():
+                    return
+                result = None if info.path in skipped else attempt(info, lo, hi)
+                got = outcome(info, lo, hi, result)
+                if got is not None:
+                    yield got
+            return
+        with ThreadPoolExecutor(self.prefetch_threads, thread_name_prefix="bgcache-decode") as ex:
+            pending: deque[tuple[BlockInfo, int, int, Future[Any]]] = deque()
+            windows = self._windows()
+            for info, lo, hi in windows:
+                pending.append((info, lo, hi, ex.submit(attempt, info, lo, hi)))
+                if len(pending) >= self.prefetch_threads + 1:
+                    break
+            while pending:
+                if self._stop.is_set():
+                    for *_, fut in pending:
+                        fut.cancel()
+                    return
+                info, lo, hi, fut = pending.popleft()
+                nxt = next(windows, None)
+                if nxt is not None:
+                    pending.append((*nxt, ex.submit(attempt, *nxt)))
+                got = outcome(info, lo, hi, fut.result())
+                if got is not None:
+                    yield got
 
     def _start_pass(self) -> None:
         """Begin a pass over the share (the first, or another one for reuse)."""
@@ -624,6 +685,7 @@ __all__ = [
     "FALLBACK_INDEX_BITS",
     "MAX_JOBS",
     "ON_EXHAUSTED",
+    "READ_EVENTS",
     "OverlayStats",
     "PoolOverlay",
     "draw_positions",

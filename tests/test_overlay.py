@@ -16,6 +16,7 @@ from bgcache.errors import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
     CorruptBlockError,
+    MissingDependencyError,
     PoolExhaustedError,
     UsageError,
 )
@@ -55,12 +56,18 @@ def draw(
     return events, sources, overlay
 
 
-@pytest.mark.parametrize("prefetch", [0, 1, 3], ids=["no-prefetch", "prefetch-1", "prefetch-3"])
+@pytest.mark.parametrize(
+    ("prefetch", "threads"),
+    [(0, 1), (1, 1), (3, 1), (2, 3)],
+    ids=["no-prefetch", "prefetch-1", "prefetch-3", "prefetch-2-threads-3"],
+)
 def test_one_job_hands_out_every_pool_event_once_in_draw_order(
-    pool_path: Path, prefetch: int
+    pool_path: Path, prefetch: int, threads: int
 ) -> None:
     pool = open_pool(pool_path)
-    events, sources, overlay = draw(pool_path, 40, seed=11, prefetch=prefetch, on_exhausted="error")
+    events, sources, overlay = draw(
+        pool_path, 40, seed=11, prefetch=prefetch, prefetch_threads=threads, on_exhausted="error"
+    )
     order = draw_positions(40, 11, 0, 1)
     assert [key for _, key in sources] == [pool.key(p) for p in order]
     assert events == [pool.event(p) for p in order]
@@ -99,6 +106,15 @@ def test_exhaustion_generates_with_fallback_keys(pool_path: Path) -> None:
     assert events[10:] == SYNTH.events(generated)
     assert (overlay.stats.from_pool, overlay.stats.generated, overlay.stats.reused) == (10, 6, 0)
     assert overlay.stats.generate_seconds > 0
+
+
+def test_prefetch_generate_gives_the_same_events(pool_path: Path) -> None:
+    plain, plain_sources, _ = draw(pool_path, 14, seed=3, job=1, njobs=4)
+    ahead, ahead_sources, overlay = draw(
+        pool_path, 14, seed=3, job=1, njobs=4, prefetch_generate=True
+    )
+    assert ahead_sources == plain_sources and ahead == plain
+    assert overlay.stats.generated == 4
 
 
 def test_fallback_keys_of_jobs_never_collide() -> None:
@@ -161,9 +177,12 @@ def test_damaged_block_raises_or_is_skipped(tmp_path: Path) -> None:
     shard.write_bytes(bytes(data))
     with pytest.raises(CorruptBlockError, match=r"indices 8\.\.15"):
         draw(path, 24, seed=0, on_exhausted="error")
-    _, sources, overlay = draw(path, 16, seed=0, on_exhausted="error", on_corrupt="skip")
-    assert all(not 8 <= k.index < 16 for _, k in sources)
-    assert (overlay.stats.skipped_blocks, overlay.stats.skipped_events) == (1, 8)
+    for threads in (1, 2):
+        _, sources, overlay = draw(
+            path, 16, seed=0, on_exhausted="error", on_corrupt="skip", prefetch_threads=threads
+        )
+        assert all(not 8 <= k.index < 16 for _, k in sources)
+        assert (overlay.stats.skipped_blocks, overlay.stats.skipped_events) == (1, 8)
 
 
 def test_merge_with_signal_adds_charges(pool_path: Path) -> None:
@@ -213,6 +232,17 @@ def test_gan_fallback_checks_and_bit_identity(
     with pytest.raises(CheckpointNotFoundError, match="does not exist"):
         PoolOverlay(pool, checkpoint=tmp_path / "nope.pt")
     PoolOverlay(pool, on_exhausted="reuse").close()  # no fallback: no checkpoint needed
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch" else real_find_spec(name, *a),
+    )
+    with pytest.raises(MissingDependencyError, match="needs PyTorch"):
+        PoolOverlay(pool, checkpoint=good)
+    monkeypatch.undo()
     # the path recorded in the pool is used when none is given; $BGCACHE_CHECKPOINT after it
     moved = tmp_path / "moved.pt"
     moved.write_bytes(good.read_bytes())

@@ -341,6 +341,45 @@ class Pool:
             _check_bounds(event, where, i)
         return events
 
+    def read_events(self, info: BlockInfo, start: int, stop: int) -> list[SparseEvent]:
+        """Events ``start .. stop - 1`` (offsets in the block) of one block.
+
+        Reads only the inner chunks they span: memory stays proportional to ``stop - start``
+        (a whole block of 256 events decodes to ~90 MB of columns; the overlay reads windows
+        of a few events).
+        """
+        if not 0 <= start <= stop <= info.n_events:
+            raise UsageError(
+                f"offsets {start}..{stop} are outside block {info.path} of {info.n_events} events"
+            )
+        record, counts = self._marker(info)
+        n_hits = int(record["n_hits"])
+        first = int(counts[:start].sum(dtype=np.uint64))
+        last = first + int(counts[start:stop].sum(dtype=np.uint64))
+        where = self._where(info)
+        cols = {}
+        for column in ("index", "charge"):
+            key = f"{info.path}/{column}/c/0"
+
+            def read(off: int, length: int, key: str = key) -> bytes:
+                return self.storage.read_range(key, off, length)
+
+            cols[column] = read_shard_range(
+                read,
+                n_hits,
+                self.layout.chunk_hits,
+                COLUMN_DTYPES[column],
+                first,
+                last,
+                f"{where} column {column}",
+            )
+        columns = PackedBlock(counts[start:stop], cols["index"], cols["charge"])
+        _check_columns(columns, where)
+        events = unpack_block(columns)
+        for i, event in enumerate(events):
+            _check_bounds(event, where, start + i)
+        return events
+
     def blocks(
         self, start: int = 0, stop: int | None = None
     ) -> Iterator[tuple[BlockInfo, list[SparseEvent]]]:
