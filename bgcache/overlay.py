@@ -446,7 +446,7 @@ class PoolOverlay:
                         continue
                 if self._stop.is_set():
                     return
-            if self.prefetch_generate and self.on_exhausted == "generate" and self._pass == 0:
+            if self.prefetch_generate and self.on_exhausted == "generate":
                 k = 0
                 while not self._stop.is_set():
                     item = self._generate(k)
