@@ -214,6 +214,7 @@ def build_pool(
     shard: str | tuple[int, int] | None = None,
     resume: bool = True,
     workers: int = 1,
+    scheduler: str | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
     """Build (or complete, or extend) a pool with the events of one seed stream.
@@ -231,7 +232,10 @@ def build_pool(
         shard: ``"k/N"`` or ``(k, N)``: build only the k-th (0-based) of N parts.
         resume: skip complete blocks (default). False refuses to run if any block of the
             range is already complete.
-        workers: processes that generate and write blocks in parallel.
+        workers: processes that generate and write blocks in parallel (on this machine).
+        scheduler: address of a Dask scheduler (``tcp://host:port``): the blocks become
+            tasks on its workers, which write them straight into the pool (a path all of
+            them reach); needs ``pip install 'bgcache[dask]'``. ``workers`` is then unused.
         progress: called as ``progress(done, total)`` in events.
 
     Returns:
@@ -267,89 +271,115 @@ def build_pool(
         checkpoint = None
     storage = open_storage(pool)
     existing = check_build_location(storage, model)  # before loading a GAN for minutes
+    client = None
+    if scheduler is not None:
+        from bgcache.distributed import connect
 
-    t0 = time.perf_counter()
-    gen = load_model(
-        model,
-        checkpoint,
-        device=device,
-        optimize=optimize,
-        nintra=nintra,
-        ninter=ninter,
-        precision=precision,
-    )
-    load_seconds = time.perf_counter() - t0
-    content, hints = content_record(dict(gen.metadata()))
-    if existing is None:
-        layout: Layout | None = Layout(block_events or default_block_events(model, device))
-    else:
-        layout = Layout.from_dict(existing["layout"])
-        if block_events is not None and block_events != layout.block_events:
-            layout = Layout(block_events, layout.chunk_hits, layout.compression)
-    target = create_or_open_pool(storage, content, layout, hints=hints)
-    B = target.layout.block_events
-    result = BuildResult(
-        pool=storage.url,
-        model=model,
-        seed=seed,
-        first_index=first_index,
-        stop_index=first_index + events,
-        shard=shard_kn,
-        block_events=B,
-        load_seconds=load_seconds,
-        workers=workers,
-    )
-    if first_index % B:
-        result.notes.append(
-            f"the range starts inside block {first_index // B}: building from index {first_index // B * B}"
+        client = connect(scheduler)  # an unreachable scheduler fails before anything is written
+
+    try:
+        t0 = time.perf_counter()
+        gen = load_model(
+            model,
+            checkpoint,
+            device=device,
+            optimize=optimize,
+            nintra=nintra,
+            ninter=ninter,
+            precision=precision,
         )
-    tasks = plan_blocks(seed, first_index, events, B, shard_kn)
-    todo = [t for t in tasks if not _complete(target, t)]
-    result.blocks_total = len(tasks)
-    result.blocks_skipped = len(tasks) - len(todo)
-    result.events_skipped = sum(t.n_events for t in tasks) - sum(t.n_events for t in todo)
-    if not resume and result.blocks_skipped:
-        raise PoolExistsError(
-            f"pool '{storage.url}' already holds {result.blocks_skipped} complete blocks of this "
-            "range and --no-resume was given: drop --no-resume to complete only what is missing"
+        load_seconds = time.perf_counter() - t0
+        content, hints = content_record(dict(gen.metadata()))
+        if existing is None:
+            layout: Layout | None = Layout(block_events or default_block_events(model, device))
+        else:
+            layout = Layout.from_dict(existing["layout"])
+            if block_events is not None and block_events != layout.block_events:
+                layout = Layout(block_events, layout.chunk_hits, layout.compression)
+        target = create_or_open_pool(storage, content, layout, hints=hints)
+        B = target.layout.block_events
+        result = BuildResult(
+            pool=storage.url,
+            model=model,
+            seed=seed,
+            first_index=first_index,
+            stop_index=first_index + events,
+            shard=shard_kn,
+            block_events=B,
+            load_seconds=load_seconds,
+            workers=workers,
         )
-    total = sum(t.n_events for t in tasks)
-    done = result.events_skipped
-    if progress is not None:
-        progress(done, total)
-    if todo:
-        target.ensure_stream(seed)
-        options = {
-            "model": model,
-            "checkpoint": str(checkpoint) if checkpoint is not None else None,
-            "device": device,
-            "optimize": optimize,
-            "nintra": nintra,
-            "ninter": ninter,
-            "precision": precision,
-        }
-        try:
-            if workers == 1:
-                _build_inline(
-                    target,
-                    gen,
-                    todo,
-                    batch_events or _default_batch(spec.needs_torch),
-                    result,
-                    progress,
-                    done,
-                    total,
-                )
-            else:
-                del gen
-                _build_workers(storage.url, options, todo, workers, result, progress, done, total)
-        finally:
+        if first_index % B:
+            result.notes.append(
+                f"the range starts inside block {first_index // B}: building from index {first_index // B * B}"
+            )
+        tasks = plan_blocks(seed, first_index, events, B, shard_kn)
+        todo = [t for t in tasks if not _complete(target, t)]
+        result.blocks_total = len(tasks)
+        result.blocks_skipped = len(tasks) - len(todo)
+        result.events_skipped = sum(t.n_events for t in tasks) - sum(t.n_events for t in todo)
+        if not resume and result.blocks_skipped:
+            raise PoolExistsError(
+                f"pool '{storage.url}' already holds {result.blocks_skipped} complete blocks of this "
+                "range and --no-resume was given: drop --no-resume to complete only what is missing"
+            )
+        total = sum(t.n_events for t in tasks)
+        done = result.events_skipped
+        if progress is not None:
+            progress(done, total)
+        if todo:
+            target.ensure_stream(seed)
+            options = {
+                "model": model,
+                "checkpoint": str(checkpoint) if checkpoint is not None else None,
+                "device": device,
+                "optimize": optimize,
+                "nintra": nintra,
+                "ninter": ninter,
+                "precision": precision,
+            }
+            try:
+                if client is not None:
+                    from bgcache.distributed import build_on_dask
+
+                    del gen
+                    build_on_dask(
+                        str(storage.root.resolve()),
+                        options,
+                        todo,
+                        client,
+                        batch_events or _default_batch(spec.needs_torch),
+                        result,
+                        progress,
+                        done,
+                        total,
+                    )
+                elif workers == 1:
+                    _build_inline(
+                        target,
+                        gen,
+                        todo,
+                        batch_events or _default_batch(spec.needs_torch),
+                        result,
+                        progress,
+                        done,
+                        total,
+                    )
+                else:
+                    del gen
+                    _build_workers(
+                        storage.url, options, todo, workers, result, progress, done, total
+                    )
+            finally:
+                target.refresh_summary()
+        else:
             target.refresh_summary()
-    else:
-        target.refresh_summary()
-    result.pool_events = len(target)
-    result.seconds = time.perf_counter() - t_start
-    return result
+        result.pool_events = len(target)
+        result.seconds = time.perf_counter() - t_start
+        return result
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _default_batch(needs_torch: bool) -> int:
@@ -449,7 +479,11 @@ def _worker_init(url: str, options: dict[str, Any]) -> None:
 
 
 def _worker_block(task: BlockTask, batch: int) -> tuple[int, int, float, float]:
-    gen, pool = _WORKER["gen"], _WORKER["pool"]
+    return write_task(_WORKER["gen"], _WORKER["pool"], task, batch)
+
+
+def write_task(gen: Any, pool: Pool, task: BlockTask, batch: int) -> tuple[int, int, float, float]:
+    """Generate, compress and write one block; ``(events, bytes, generate s, write s)``."""
     t0 = time.perf_counter()
     events = _generate(gen, task.keys(), batch, None)
     t1 = time.perf_counter()

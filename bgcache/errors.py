@@ -104,6 +104,10 @@ class EventNotFoundError(BgcacheError, LookupError):
     """No event with that key in the pool."""
 
 
+class SchedulerError(BgcacheError, ConnectionError):
+    """A Dask scheduler cannot be reached, or a distributed build's task failed for good."""
+
+
 class PoolExhaustedError(BgcacheError, LookupError):
     """An overlay job used up its share of the pool and was told not to generate or reuse."""
 

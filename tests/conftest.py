@@ -31,3 +31,22 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Invoke:
         return runner.invoke(app, argv, prog_name="bgcache")
 
     return invoke
+
+
+@pytest.fixture
+def pool_files() -> Callable[[object], dict[str, bytes]]:
+    """``pool_files(root)``: every column object of a pool (chunks, shards and their array
+    metadata) by path. Markers and the root record hold times and writer ids, so they are
+    left out: all else must be byte-identical between two builds of the same keys."""
+    from pathlib import Path
+
+    def files(root: object) -> dict[str, bytes]:
+        base = Path(str(root))
+        out = {}
+        for path in sorted(base.rglob("*")):
+            rel = path.relative_to(base).as_posix()
+            if path.is_file() and len(rel.split("/")) > 4 and not rel.endswith(".partial"):
+                out[rel] = path.read_bytes()
+        return out
+
+    return files

@@ -118,6 +118,20 @@ def build(
             help="Processes that generate and write blocks in parallel.",
         ),
     ] = 1,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            envvar="BGCACHE_SCHEDULER",
+            metavar="ADDRESS",
+            help=(
+                "Dask scheduler (tcp://HOST:PORT): each block becomes a task on its workers, "
+                "which write into the pool (needs bgcache[dask]; the pool path must be the "
+                "same on every worker)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the build summary as JSON on stdout.")
     ] = False,
@@ -142,6 +156,7 @@ def build(
         bgcache checkpoint init --model convnet -o demo.pt
         bgcache build convnet-pool -m convnet -c demo.pt -n 64 --nintra 2
         bgcache build big-pool -m convnet -c demo.pt -n 100000 --shard 3/10
+        bgcache build big-pool -m convnet -c demo.pt -n 100000 --scheduler tcp://head:8786
         bgcache build big-pool --config configs/convnet-gpu.toml --json
     """
     from bgcache.build import build_pool
@@ -187,6 +202,7 @@ def build(
             shard=shard,
             resume=resume,
             workers=workers,
+            scheduler=scheduler,
             progress=on_progress,
         )
     except KeyboardInterrupt:
