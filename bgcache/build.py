@@ -344,7 +344,7 @@ def build_pool(
 
                     del gen
                     build_on_dask(
-                        str(storage.root.resolve()),
+                        storage.absolute_url(),
                         options,
                         todo,
                         client,

@@ -147,7 +147,7 @@ class _PoolSource:
         opened = pool if isinstance(pool, Pool) else open_pool(pool)
         self.output = output
         self.transform = transform
-        self.path = str(opened.storage.root.absolute())
+        self.path = opened.storage.absolute_url()
         self._content = opened.content
         self._blocks: tuple[BlockInfo, ...] = tuple(opened.block_list)
         self._starts = [info.position for info in self._blocks]

@@ -19,7 +19,7 @@ from bgcache.store.format import (
     seed_of_stream,
     stream_path,
 )
-from bgcache.store.storage import LocalStorage
+from bgcache.store.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def merged_ranges(blocks: list[BlockInfo]) -> dict[int, list[tuple[int, int]]]:
     return out
 
 
-def scan_pool(storage: LocalStorage, layout: Layout) -> Catalog:
+def scan_pool(storage: Storage, layout: Layout) -> Catalog:
     """List streams and blocks; keep, per block number, the complete block with most events."""
     cat = Catalog()
     seeds = []

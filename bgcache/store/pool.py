@@ -34,7 +34,6 @@ from bgcache.errors import (
     EventNotFoundError,
     NotAPoolError,
     PoolMismatchError,
-    PoolWriteError,
     PositionError,
     UsageError,
 )
@@ -70,9 +69,10 @@ from bgcache.store.shards import (
     decode_shard,
     encode_chunk,
     encode_shard,
+    read_shard_index,
     read_shard_range,
 )
-from bgcache.store.storage import LocalStorage
+from bgcache.store.storage import LocalStorage, Storage
 
 #: Blocks whose marker and counts a reader keeps in memory.
 _CACHE_BLOCKS = 64
@@ -88,11 +88,12 @@ class Pool:
     :meth:`refresh`-ed.
     """
 
-    def __init__(self, storage: LocalStorage, record: dict[str, Any]) -> None:
+    def __init__(self, storage: Storage, record: dict[str, Any]) -> None:
         self.storage = storage
         self.record = record
         self.layout = Layout.from_dict(record["layout"])
         self._markers: OrderedDict[str, tuple[dict[str, Any], np.ndarray]] = OrderedDict()
+        self._indexes: OrderedDict[str, np.ndarray] = OrderedDict()
         self._catalog = scan_pool(storage, self.layout)
 
     # -- description ----------------------------------------------------------------------
@@ -276,6 +277,25 @@ class Pool:
             self._markers.popitem(last=False)
         return record, counts
 
+    def _shard_index(self, info: BlockInfo, column: str, n_hits: int) -> np.ndarray:
+        """The parsed shard index of a block's column (cached, like the markers)."""
+        key = f"{info.path}/{column}/c/0"
+        cached = self._indexes.get(key)
+        if cached is not None:
+            self._indexes.move_to_end(key)
+            return cached
+
+        def read(off: int, length: int) -> bytes:
+            return self.storage.read_range(key, off, length)
+
+        index = read_shard_index(
+            read, n_hits, self.layout.chunk_hits, f"{self._where(info)} column {column}"
+        )
+        self._indexes[key] = index
+        if len(self._indexes) > 2 * _CACHE_BLOCKS:
+            self._indexes.popitem(last=False)
+        return index
+
     def _where(self, info: BlockInfo) -> str:
         return (
             f"pool '{self.url}' block {info.path} (seed {info.seed}, "
@@ -303,6 +323,7 @@ class Pool:
                 start,
                 stop,
                 f"{self._where(info)} column {column}",
+                index=self._shard_index(info, column, n_hits) if stop > start else None,
             )
         where = self._where(info)
         _check_columns(
@@ -372,6 +393,7 @@ class Pool:
                 first,
                 last,
                 f"{where} column {column}",
+                index=self._shard_index(info, column, n_hits) if last > first else None,
             )
         columns = PackedBlock(counts[start:stop], cols["index"], cols["charge"])
         _check_columns(columns, where)
@@ -605,19 +627,24 @@ def _check_bounds(event: SparseEvent, where: str, offset: int) -> None:
 # -- opening and creating ----------------------------------------------------------------
 
 
-def open_storage(location: str | os.PathLike[str] | LocalStorage) -> LocalStorage:
-    """The storage backend of a pool location (a local path or ``file://`` URL).
+def open_storage(location: str | os.PathLike[str] | Storage) -> Storage:
+    """The storage backend of a pool location: a local path (or ``file://`` URL), or an
+    ``s3://bucket/prefix`` URL (S3 or an S3-compatible server, see :mod:`bgcache.store.s3`).
 
     Raises:
-        UsageError: a URL scheme this version cannot store pools at.
+        UsageError: a URL scheme bgcache cannot store pools at.
     """
-    if isinstance(location, LocalStorage):
+    if not isinstance(location, str | os.PathLike):
         return location
     text = os.fspath(location)
+    if text.startswith("s3://"):
+        from bgcache.store.s3 import S3Storage
+
+        return S3Storage(text)
     if "://" in text and not text.startswith("file://"):
         scheme = text.split("://", 1)[0]
         raise UsageError(
-            f"pool location {text!r}: {scheme}:// stores are not supported yet; use a local path"
+            f"pool location {text!r}: {scheme}:// is not supported; use a local path or s3://bucket/prefix"
         )
     return LocalStorage(Path(text.removeprefix("file://")).expanduser())
 
@@ -646,7 +673,7 @@ def open_pool(location: str | os.PathLike[str]) -> Pool:
     return Pool(storage, read_root_record(storage))
 
 
-def check_build_location(storage: LocalStorage, model: str | None = None) -> dict[str, Any] | None:
+def check_build_location(storage: Storage, model: str | None = None) -> dict[str, Any] | None:
     """Cheap checks of a build's pool location, made before the model is loaded.
 
     Args:
@@ -662,42 +689,31 @@ def check_build_location(storage: LocalStorage, model: str | None = None) -> dic
         PoolMismatchError: an existing pool of another model.
         PoolWriteError: the location cannot be written.
     """
-    root = storage.root
-    if root.exists() and not root.is_dir():
+    state = storage.state()
+    if state == "file":
         raise NotAPoolError(f"'{storage.url}' is a file: give a new or pool directory as POOL")
-    if root.is_dir():
-        record = None
-        if storage.read(ZARR_JSON) is not None:
-            record = read_root_record(storage)
-            held = record["content"].get("model")
-            if model is not None and held != model:
-                raise PoolMismatchError(
-                    f"pool '{storage.url}' holds {held} events, this build would make {model} "
-                    f"events: build into another pool, or use --model {held}"
-                )
-        elif any(root.iterdir()):
-            raise NotAPoolError(
-                f"'{storage.url}' is a non-empty directory that is not a pool: choose a new or empty directory"
+    if state == "missing":
+        storage.check_creatable()
+        return None
+    record = None
+    if storage.read(ZARR_JSON) is not None:
+        record = read_root_record(storage)
+        held = record["content"].get("model")
+        if model is not None and held != model:
+            raise PoolMismatchError(
+                f"pool '{storage.url}' holds {held} events, this build would make {model} "
+                f"events: build into another pool, or use --model {held}"
             )
-        storage.check_writable()
-        return record
-    parent = root.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
+    elif state == "dir":
         raise NotAPoolError(
-            f"'{storage.url}': '{parent}' is a file, so no directory can be made in it"
+            f"'{storage.url}' is a non-empty directory that is not a pool: choose a new or empty directory"
         )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PoolWriteError(
-            f"cannot create pool '{storage.url}': '{parent}' is read-only; "
-            "build into a writable directory"
-        )
-    return None
+    storage.check_writable()
+    return record
 
 
 def create_or_open_pool(
-    location: str | os.PathLike[str] | LocalStorage,
+    location: str | os.PathLike[str] | Storage,
     content: Mapping[str, Any],
     layout: Layout | None,
     *,
@@ -717,8 +733,10 @@ def create_or_open_pool(
         PoolWriteError: the location cannot be written.
     """
     storage = open_storage(location)
-    check_build_location(storage)
-    storage.check_writable()
+    missing = storage.state() == "missing"
+    check_build_location(storage)  # an existing location is probed for writing there
+    if missing:
+        storage.check_writable()  # creates the directory (a no-op on object stores)
     if storage.read(ZARR_JSON) is None:
         new_record: dict[str, Any] = {
             "format": FORMAT_NAME,

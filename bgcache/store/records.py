@@ -16,7 +16,7 @@ import numpy as np
 from bgcache._version import __version__
 from bgcache.errors import NotAPoolError, PoolFormatError, PoolNotFoundError
 from bgcache.store.format import ATTRS_KEY, FORMAT_NAME, FORMAT_VERSION, ZARR_JSON, Layout
-from bgcache.store.storage import LocalStorage
+from bgcache.store.storage import Storage
 
 #: Content keys whose values must agree between a pool and a build that appends to it.
 CONTENT_KEYS = (
@@ -85,18 +85,18 @@ def summary_of(streams: Mapping[int, list[tuple[int, int]]]) -> list[dict[str, A
     ]
 
 
-def read_root_record(storage: LocalStorage) -> dict[str, Any]:
+def read_root_record(storage: Storage) -> dict[str, Any]:
     """The root record of a pool, checked for format name and version.
 
     Raises:
         PoolNotFoundError, NotAPoolError, PoolFormatError: as their names say.
     """
-    root = storage.root
-    if not root.exists():
+    state = storage.state()
+    if state == "missing":
         raise PoolNotFoundError(
             f"pool '{storage.url}' does not exist: build one with 'bgcache build {storage.url} ...'"
         )
-    if not root.is_dir():
+    if state == "file":
         raise NotAPoolError(f"'{storage.url}' is a file, not a pool (a pool is a directory)")
     raw = storage.read(ZARR_JSON)
     if raw is None:

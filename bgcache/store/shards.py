@@ -14,6 +14,7 @@ Writing these bytes here instead of through zarr's array API costs a third of th
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import google_crc32c
@@ -141,6 +142,21 @@ def _bytes_reader(data: bytes) -> RangeReader:
     return read
 
 
+def read_shard_index(read: RangeReader, n_values: int, chunk: int, where: str) -> np.ndarray:
+    """The parsed index of a shard: ``(n_chunks, 2)`` uint64 offsets and lengths.
+
+    Raises:
+        CorruptBlockError: it cannot be read, or its checksum fails.
+    """
+    n_chunks = max(1, -(-n_values // chunk))
+    try:
+        return _parse_index(read(-(n_chunks * 16 + 4), n_chunks * 16 + 4), n_chunks, where)
+    except CorruptBlockError:
+        raise
+    except Exception as exc:
+        raise CorruptBlockError(f"{where}: cannot read the shard index ({exc})") from None
+
+
 def read_shard_range(
     read: RangeReader,
     n_values: int,
@@ -149,39 +165,52 @@ def read_shard_range(
     start: int,
     stop: int,
     where: str,
+    index: np.ndarray | None = None,
 ) -> np.ndarray:
     """Values ``start:stop`` of a shard, fetching only the index and the chunks they span.
+
+    The chunks a range spans lie back to back in the shard (they are written in order), so
+    they are fetched with one read (one GET on an object store) and decoded one by one.
 
     Args:
         read: ``read(offset, length)`` of the shard object (negative offset: from its end).
         n_values: values in the column; chunk: values per inner chunk.
         dtype: the column's dtype; where: names the column in errors.
+        index: the shard's parsed index, if the caller has it (:func:`read_shard_index`).
 
     Raises:
         CorruptBlockError: a checksum, length or frame is damaged, or a needed chunk is missing.
     """
     if stop <= start:
         return np.zeros(0, dtype=dtype)
-    n_chunks = max(1, -(-n_values // chunk))
-    try:
-        index = _parse_index(read(-(n_chunks * 16 + 4), n_chunks * 16 + 4), n_chunks, where)
-    except CorruptBlockError:
-        raise
-    except Exception as exc:
-        raise CorruptBlockError(f"{where}: cannot read the shard index ({exc})") from None
+    if index is None:
+        index = read_shard_index(read, n_values, chunk, where)
     first, last = start // chunk, (stop - 1) // chunk
-    # decode whole chunks straight into one buffer, then hand out the requested slice
-    buf = np.empty((last - first + 1) * chunk, dtype=dtype)
-    for c in range(first, last + 1):
-        offset, length = (int(x) for x in index[c])
+    entries = [(int(o), int(n)) for o, n in index[first : last + 1]]
+    for c, (offset, _) in enumerate(entries, start=first):
         if offset == int(_EMPTY):
             raise CorruptBlockError(f"{where}: inner chunk {c} is missing from the shard")
+    begin = entries[0][0]
+    end = entries[-1][0] + entries[-1][1]
+    contiguous = all(a[0] + a[1] == b[0] for a, b in itertools.pairwise(entries))
+    span: bytes | memoryview | None = None
+    if contiguous and end > begin:
         try:
-            data = read(offset, length)
-        except CorruptBlockError:
-            raise
+            span = memoryview(read(begin, end - begin))
         except Exception as exc:
-            raise CorruptBlockError(f"{where}: cannot read inner chunk {c} ({exc})") from None
+            raise CorruptBlockError(
+                f"{where}: cannot read inner chunks {first}..{last} ({exc})"
+            ) from None
+    # decode whole chunks straight into one buffer, then hand out the requested slice
+    buf = np.empty((last - first + 1) * chunk, dtype=dtype)
+    for c, (offset, length) in enumerate(entries, start=first):
+        if span is not None:
+            data = span[offset - begin : offset - begin + length]
+        else:
+            try:
+                data = read(offset, length)
+            except Exception as exc:
+                raise CorruptBlockError(f"{where}: cannot read inner chunk {c} ({exc})") from None
         if len(data) != length:
             raise CorruptBlockError(f"{where}: inner chunk {c} is truncated")
         part = buf[(c - first) * chunk : (c - first + 1) * chunk]
@@ -201,6 +230,7 @@ __all__ = [
     "decode_shard",
     "encode_chunk",
     "encode_shard",
+    "read_shard_index",
     "read_shard_range",
     "shard_index_nbytes",
 ]

@@ -23,9 +23,57 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal, Protocol
 
-from bgcache.errors import PoolWriteError
+from bgcache.errors import NotAPoolError, PoolWriteError
 from bgcache.store.format import PARTIAL_SUFFIX
+
+#: What is at a pool location: nothing, a plain file/object, an empty or a non-empty folder.
+State = Literal["missing", "file", "empty", "dir"]
+
+
+#: Name prefix of the probe objects written by ``check_writable``.
+PROBE_PREFIX = ".bgcache-write-test."
+
+
+def is_transient(name: str) -> bool:
+    """Whether a file name is a write in progress or a writability probe (never data).
+
+    Example:
+        >>> is_transient("zarr.json.1f2e.partial"), is_transient("zarr.json")
+        (True, False)
+    """
+    return name.startswith(PROBE_PREFIX) or name.endswith(PARTIAL_SUFFIX)
+
+
+class Storage(Protocol):
+    """What the pool layer needs of a backend (see the module docstring)."""
+
+    @property
+    def url(self) -> str:
+        """The location as users wrote it."""
+        ...
+
+    def absolute_url(self) -> str:
+        """The location as another process or machine must open it."""
+        ...
+
+    def state(self) -> State:
+        """What is at the location."""
+        ...
+
+    def read(self, key: str) -> bytes | None: ...
+    def read_range(self, key: str, offset: int, length: int) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def size(self, key: str) -> int | None: ...
+    def children(self, prefix: str) -> list[str]: ...
+    def walk(self, prefix: str = "") -> Iterator[tuple[str, int]]: ...
+    def write(self, key: str, data: bytes) -> None: ...
+    def write_new(self, key: str, data: bytes) -> bool: ...
+    def sync_dir(self, key: str) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def check_writable(self) -> None: ...
+    def check_creatable(self) -> None: ...
 
 
 class LocalStorage:
@@ -50,6 +98,34 @@ class LocalStorage:
     def url(self) -> str:
         """The pool location as users wrote it."""
         return str(self.root)
+
+    def absolute_url(self) -> str:
+        """The absolute path (what worker processes open)."""
+        return str(self.root.absolute())
+
+    def state(self) -> State:
+        """``missing``, ``file``, ``empty`` (an empty directory) or ``dir``."""
+        if not self.root.exists():
+            return "missing"
+        if not self.root.is_dir():
+            return "file"
+        # another writer's probe or partial file does not make the folder "not a pool"
+        return "dir" if any(not is_transient(p.name) for p in self.root.iterdir()) else "empty"
+
+    def check_creatable(self) -> None:
+        """Raise now if a pool cannot be created at the (missing) location."""
+        parent = self.root.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise NotAPoolError(
+                f"'{self.url}': '{parent}' is a file, so no directory can be made in it"
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PoolWriteError(
+                f"cannot create pool '{self.url}': '{parent}' is read-only; "
+                "build into a writable directory"
+            )
 
     def _path(self, key: str) -> Path:
         return self.root / key if key else self.root
@@ -179,7 +255,7 @@ class LocalStorage:
 
     def check_writable(self) -> None:
         """Raise :class:`PoolWriteError` now if the pool location cannot be written."""
-        probe = f".bgcache-write-test.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / probe).write_bytes(b"")
@@ -214,4 +290,4 @@ def _write_error(exc: OSError, url: str, key: str) -> PoolWriteError:
     return PoolWriteError(f"cannot write to {where}: {reason}")
 
 
-__all__ = ["LocalStorage"]
+__all__ = ["PROBE_PREFIX", "LocalStorage", "State", "Storage", "is_transient"]

@@ -37,6 +37,7 @@ from bgcache.store.format import (
 from bgcache.store.pool import BlockInfo, Pool, open_pool
 from bgcache.store.records import read_root_record, summary_of
 from bgcache.store.shards import decode_shard
+from bgcache.store.storage import PROBE_PREFIX
 
 
 @dataclass
@@ -144,7 +145,7 @@ def _check_groups(pool: Pool, report: VerifyReport) -> None:
             )
     for key, _size in storage.walk():
         name = key.rsplit("/", 1)[-1]
-        if name.endswith(PARTIAL_SUFFIX) and not key.startswith(".bgcache-write-test"):
+        if name.endswith(PARTIAL_SUFFIX) and not name.startswith(PROBE_PREFIX):
             report.warnings.append(
                 Finding("partial file", key, "left by an interrupted write; not data")
             )
