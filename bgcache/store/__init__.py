@@ -3,7 +3,9 @@
 Layers, bottom up: :mod:`~bgcache.store.columns` (column encoding of a block of events),
 :mod:`~bgcache.store.format` (names, version, Zarr documents: the on-disk contract),
 :mod:`~bgcache.store.shards` (chunk and shard bytes), :mod:`~bgcache.store.storage`
-(where bytes live), :mod:`~bgcache.store.pool` (open, read, write) and
+(where bytes live: a local directory; :mod:`~bgcache.store.s3` for ``s3://`` URLs),
+:mod:`~bgcache.store.catalog` (which blocks are complete), :mod:`~bgcache.store.records`
+(the root record), :mod:`~bgcache.store.pool` (open, read, write) and
 :mod:`~bgcache.store.verify` (check everything). Nothing here imports torch.
 """
 
