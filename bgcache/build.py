@@ -98,6 +98,14 @@ class BuildResult:
             self.events_written / self.seconds if self.seconds > 0 and self.events_written else None
         )
 
+    def add_block(self, n_events: int, nbytes: int, generate_s: float, write_s: float) -> None:
+        """Count one block written (by this process, a worker process or a Dask task)."""
+        self.blocks_written += 1
+        self.events_written += n_events
+        self.bytes_written += nbytes
+        self.generate_seconds += generate_s
+        self.write_seconds += write_s
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable record of the build."""
         out = asdict(self)
@@ -436,10 +444,8 @@ def _build_inline(
             except BaseException as exc:  # handed to the main thread
                 failure.append(exc)
                 continue
-            result.write_seconds += time.perf_counter() - t0
-            result.bytes_written += nbytes
-            result.blocks_written += 1
-            result.events_written += task.n_events
+            # generation time is counted by the generating thread
+            result.add_block(task.n_events, nbytes, 0.0, time.perf_counter() - t0)
 
     thread = threading.Thread(target=writer, name="bgcache-writer", daemon=True)
     thread.start()
@@ -520,11 +526,7 @@ def _build_workers(
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     n, nbytes, gen_s, write_s = fut.result()
-                    result.blocks_written += 1
-                    result.events_written += n
-                    result.bytes_written += nbytes
-                    result.generate_seconds += gen_s
-                    result.write_seconds += write_s
+                    result.add_block(n, nbytes, gen_s, write_s)
                     done += n
                     if progress is not None:
                         progress(done, total)

@@ -129,11 +129,7 @@ def build_on_dask(
                     f"({type(exc).__name__}: {exc}); complete blocks are kept: run the same "
                     "build again to complete the rest"
                 ) from None
-            result.blocks_written += 1
-            result.events_written += n
-            result.bytes_written += nbytes
-            result.generate_seconds += gen_s
-            result.write_seconds += write_s
+            result.add_block(n, nbytes, gen_s, write_s)
             done += n
             if progress is not None:
                 progress(done, total)

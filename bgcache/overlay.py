@@ -255,6 +255,7 @@ class PoolOverlay:
         self._generator: Any = None
         self._generated_ahead: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
         self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()  # decode threads add to read_seconds
         self._pass = 0
         self._stop = threading.Event()
         self._queue: queue.Queue[Any] | None = None
@@ -362,7 +363,8 @@ class PoolOverlay:
         try:
             events = self.pool.read_events(info, lo, hi)
         finally:
-            self.stats.read_seconds += time.perf_counter() - t0
+            with self._stats_lock:
+                self.stats.read_seconds += time.perf_counter() - t0
         return [(EventKey(info.seed, info.first_index + lo + i), ev) for i, ev in enumerate(events)]
 
     def _read_pass(self) -> Iterator[list[tuple[EventKey, SparseEvent]]]:

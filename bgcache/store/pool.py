@@ -41,7 +41,7 @@ from bgcache.geometry import DENSE_EVENT_BYTES, N_SENSORS
 from bgcache.hits import SparseEvent
 from bgcache.seeding import EventKey, validate_index, validate_seed
 from bgcache.store.catalog import BlockInfo, Leftover, merged_ranges, scan_pool
-from bgcache.store.columns import PackedBlock, pack_block, unpack_block, unpack_event
+from bgcache.store.columns import PackedBlock, pack_block, unpack_block
 from bgcache.store.format import (
     ATTRS_KEY,
     COLUMN_DTYPES,
@@ -303,35 +303,7 @@ class Pool:
         )
 
     def _read_event(self, info: BlockInfo, offset: int) -> SparseEvent:
-        record, counts = self._marker(info)
-        n_hits = int(record["n_hits"])
-        start = int(counts[:offset].sum(dtype=np.uint64))
-        stop = start + int(counts[offset])
-        chunk = self.layout.chunk_hits
-        cols = {}
-        for column in ("index", "charge"):
-            key = f"{info.path}/{column}/c/0"
-
-            def read(off: int, length: int, key: str = key) -> bytes:
-                return self.storage.read_range(key, off, length)
-
-            cols[column] = read_shard_range(
-                read,
-                n_hits,
-                chunk,
-                COLUMN_DTYPES[column],
-                start,
-                stop,
-                f"{self._where(info)} column {column}",
-                index=self._shard_index(info, column, n_hits) if stop > start else None,
-            )
-        where = self._where(info)
-        _check_columns(
-            PackedBlock(counts[offset : offset + 1], cols["index"], cols["charge"]), where
-        )
-        event = unpack_event(cols["index"], cols["charge"])
-        _check_bounds(event, where, offset)
-        return event
+        return self.read_events(info, offset, offset + 1)[0]
 
     def read_columns(self, info: BlockInfo) -> PackedBlock:
         """The decoded columns of a whole block (every chunk's checksum checked)."""
