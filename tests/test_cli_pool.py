@@ -297,3 +297,36 @@ def test_readme_main_job_is_the_demo_build() -> None:
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     command = "python3 -m pip install tox && python3 -m tox"
     assert command in readme and command in ci
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["inspect", "{pool}", "--plot", "{tmp}/x.jpg"], 2, "must end in .png"),
+        (["inspect", "{pool}", "--plot", "{tmp}/x.png", "--event", "999"], 1, "out of range"),
+        (["inspect", "{pool}", "--sample", "-1"], 2, "--sample"),
+        (["inspect", "gs://bucket/pool"], 2, "gs:// is not supported"),
+        (["verify", "s3://"], 2, "names no bucket"),
+        (["build", "ftp://host/p", "-m", "synthetic", "-n", "2"], 2, "ftp:// is not supported"),
+        (["plan", "{pool}", "-j", "0", "-n", "5"], 2, "--jobs"),
+        (["plan", "{pool}", "-j", "2", "-n", "0"], 2, "--events-per-job"),
+    ],
+    ids=[
+        "plot-suffix",
+        "event-range",
+        "sample-negative",
+        "scheme",
+        "s3-no-bucket",
+        "build-scheme",
+        "plan-jobs",
+        "plan-events",
+    ],
+)
+def test_reading_commands_bad_input(
+    cli: Invoke, pool: Path, tmp_path: Path, args: list[str], code: int, needle: str
+) -> None:
+    before = {p: p.stat().st_mtime_ns for p in pool.rglob("*")}
+    argv = [a.format(pool=pool, tmp=tmp_path) for a in args]
+    one_line_error(cli(*argv), code, needle)
+    assert {p: p.stat().st_mtime_ns for p in pool.rglob("*")} == before
+    assert not list(tmp_path.glob("x.*"))

@@ -160,8 +160,9 @@ def test_end_of_job_summary_is_logged(pool_path: Path, caplog: pytest.LogCapture
         ({"prefetch": -1}, "prefetch"),
         ({"seed": 2**64}, "out of range"),
         ({"on_corrupt": "ignore"}, "on_corrupt"),
+        ({"prefetch_threads": 0}, "prefetch_threads"),
     ],
-    ids=["njobs", "job", "on-exhausted", "prefetch", "seed", "on-corrupt"],
+    ids=["njobs", "job", "on-exhausted", "prefetch", "seed", "on-corrupt", "prefetch-threads"],
 )
 def test_bad_arguments(pool_path: Path, kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(UsageError, match=match):

@@ -73,6 +73,8 @@ def inspect_pool(
 
         raise UsageError(f"--plot {str(plot)!r}: the file name must end in .png, .pdf or .svg")
     opened = open_pool(pool)
+    if plot is not None and len(opened):
+        opened.block_of(event)  # a bad --event fails now, not after reading the sample
     info = opened.describe()
     comparison = None
     if stats or plot is not None:
