@@ -43,6 +43,9 @@ from bgcache.store.records import read_root_record
 #: Metadata fields of a generator that describe the software or a local path, not content.
 _NOT_CONTENT = ("checkpoint_path", "torch", "numpy", "reference")
 
+#: Events per generator call of models without a batch of their own (e.g. synthetic).
+_DEFAULT_BATCH = 32
+
 #: ``progress(done, total)``: events done so far (skipped ones included) of the total.
 Progress = Callable[[int, int], None]
 
@@ -234,8 +237,10 @@ def build_pool(
         seed: the stream's seed (int64).
         block_events: events per block of a new pool (default: 256, 16 for GAN models on
             a CPU); an existing pool keeps its own, and another value is refused.
-        batch_events: events per generator call (progress granularity; default 1 for GAN
-            models, 32 otherwise).
+        batch_events: GAN models: events per forward pass of the network (default 1 on a
+            CPU, 8 on a CUDA device; there it is part of the content, recorded in the pool,
+            and an existing CUDA pool keeps its own); other models: events per generator
+            call (default 32). On a CPU the content does not depend on it.
         device, nintra, ninter, optimize, precision: as :func:`bgcache.models.load_model`.
         shard: ``"k/N"`` or ``(k, N)``: build only the k-th (0-based) of N parts.
         resume: skip complete blocks (default). False refuses to run if any block of the
@@ -279,6 +284,8 @@ def build_pool(
         checkpoint = None
     storage = open_storage(pool)
     existing = check_build_location(storage, model)  # before loading a GAN for minutes
+    if spec.needs_torch and batch_events is None and existing is not None:
+        batch_events = existing["content"].get("batch_events")  # a CUDA pool keeps its own
     client = None
     if scheduler is not None:
         from bgcache.distributed import connect
@@ -295,8 +302,10 @@ def build_pool(
             nintra=nintra,
             ninter=ninter,
             precision=precision,
+            batch_events=batch_events if spec.needs_torch else None,
         )
         load_seconds = time.perf_counter() - t0
+        batch = getattr(gen, "batch_events", None) or batch_events or _DEFAULT_BATCH
         content, hints = content_record(dict(gen.metadata()))
         if existing is None:
             layout: Layout | None = Layout(block_events or default_block_events(model, device))
@@ -345,6 +354,7 @@ def build_pool(
                 "nintra": nintra,
                 "ninter": ninter,
                 "precision": precision,
+                **({"batch_events": batch} if spec.needs_torch else {}),
             }
             try:
                 if client is not None:
@@ -356,7 +366,7 @@ def build_pool(
                         options,
                         todo,
                         client,
-                        batch_events or _default_batch(spec.needs_torch),
+                        batch,
                         result,
                         progress,
                         done,
@@ -367,7 +377,7 @@ def build_pool(
                         target,
                         gen,
                         todo,
-                        batch_events or _default_batch(spec.needs_torch),
+                        batch,
                         result,
                         progress,
                         done,
@@ -376,7 +386,7 @@ def build_pool(
                 else:
                     del gen
                     _build_workers(
-                        storage.url, options, todo, workers, result, progress, done, total
+                        storage.url, options, todo, workers, batch, result, progress, done, total
                     )
             finally:
                 target.refresh_summary()
@@ -388,10 +398,6 @@ def build_pool(
     finally:
         if client is not None:
             client.close()
-
-
-def _default_batch(needs_torch: bool) -> int:
-    return 1 if needs_torch else 32
 
 
 def _complete(pool: Pool, task: BlockTask) -> bool:
@@ -504,13 +510,13 @@ def _build_workers(
     options: dict[str, Any],
     todo: list[BlockTask],
     workers: int,
+    batch: int,
     result: BuildResult,
     progress: Progress | None,
     done: int,
     total: int,
 ) -> None:
     """Each worker process generates, compresses and writes whole blocks."""
-    batch = _default_batch(get_spec(options["model"]).needs_torch)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(url, options)

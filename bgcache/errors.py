@@ -116,6 +116,10 @@ class PositionError(EventNotFoundError, IndexError):
     """A pool position is out of range."""
 
 
+class DeviceMemoryError(BgcacheError, MemoryError):
+    """A forward pass does not fit into the GPU's memory (use a smaller batch)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return a ' (did you mean ...?)' suffix for a mistyped name, or ''.
 

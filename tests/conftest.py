@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -50,3 +51,41 @@ def pool_files() -> Callable[[object], dict[str, bytes]]:
         return out
 
     return files
+
+
+@pytest.fixture(scope="session")
+def raw_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Uncalibrated state_dicts of each GAN model (fast to make; for error paths)."""
+    torch = pytest.importorskip("torch")
+    from bgcache.models import GAN_MODELS
+    from bgcache.models._torch import build_plain
+
+    out = {}
+    d = tmp_path_factory.mktemp("raw")
+    for name in GAN_MODELS:
+        torch.manual_seed(1)
+        path = d / f"{name}.pt"
+        torch.save(build_plain(name).state_dict(), path)
+        out[name] = path
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Calibrated demo checkpoints of each GAN model, made on first use (one plain forward
+    each: seconds for convnet, ~30 s for ieagan)."""
+    pytest.importorskip("torch")
+    from bgcache.models import GAN_MODELS
+    from bgcache.models.checkpoint import init_checkpoint
+
+    d = tmp_path_factory.mktemp("demo")
+
+    class _Lazy(dict[str, Path]):
+        def __missing__(self, name: str) -> Path:
+            if name not in GAN_MODELS:
+                raise KeyError(name)
+            path: Path = init_checkpoint(name, d / f"{name}.pt", seed=3).path
+            self[name] = path
+            return path
+
+    return _Lazy()

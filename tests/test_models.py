@@ -26,26 +26,6 @@ LAYOUTS = json.loads((Path(__file__).parent / "data" / "checkpoint_layouts.json"
 ]
 
 
-@pytest.fixture(scope="session")
-def raw_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Uncalibrated state_dicts of each GAN model (fast to make; for error paths)."""
-    out = {}
-    d = tmp_path_factory.mktemp("raw")
-    for name in GAN_MODELS:
-        torch.manual_seed(1)
-        path = d / f"{name}.pt"
-        torch.save(tm.build_plain(name).state_dict(), path)
-        out[name] = path
-    return out
-
-
-@pytest.fixture(scope="session")
-def demo_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Calibrated demo checkpoints of each GAN model (one plain forward each)."""
-    d = tmp_path_factory.mktemp("demo")
-    return {name: init_checkpoint(name, d / f"{name}.pt", seed=3).path for name in GAN_MODELS}  # type: ignore[misc]
-
-
 @pytest.mark.parametrize("name", GAN_MODELS)
 def test_state_dict_layout_matches_belle2_payload(name: str) -> None:
     want = [(k, list(s), d) for k, s, d in LAYOUTS[name]["state_dict"]]

@@ -74,7 +74,11 @@ def build(
             "--batch-events",
             min=1,
             envvar="BGCACHE_BATCH_EVENTS",
-            help="Events per generator call (default 1 for GAN models, 32 otherwise).",
+            help=(
+                "GAN models: events per forward pass (default 1 on a CPU, 8 on a GPU, where "
+                "it is part of the content and recorded; a CUDA pool keeps its own). Other "
+                "models: events per generator call (default 32)."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -158,6 +162,7 @@ def build(
         bgcache build big-pool -m convnet -c demo.pt -n 100000 --shard 3/10
         bgcache build big-pool -m convnet -c demo.pt -n 100000 --scheduler tcp://head:8786
         bgcache build big-pool --config configs/convnet-gpu.toml --json
+        bgcache build gpu-pool -m resnet -c demo.pt -n 100000 --device cuda --batch-events 16
     """
     from bgcache.build import build_pool
     from bgcache.cli._output import event_progress, note, print_json, stderr_console

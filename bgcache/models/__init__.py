@@ -182,6 +182,7 @@ def load_model(
     nintra: int = 1,
     ninter: int = 1,
     precision: str = "fp32",
+    batch_events: int | None = None,
 ) -> Any:
     """Load a generator by name.
 
@@ -194,6 +195,9 @@ def load_model(
         ninter: inter-op threads, >= 1.
         precision: ``"fp32"`` (default, exact) or an explicit reduced precision
             (``"bf16"``, ``"fp16"``) that changes pixels and is recorded in pools.
+        batch_events: GAN models: events per forward pass (default 1 on a CPU, 8 on a
+            CUDA device, where it is part of the content and recorded in pools). Passed to
+            the loader only when given.
 
     Returns:
         A generator with ``events(keys)`` and, for GANs, ``images(latents)``.
@@ -204,6 +208,7 @@ def load_model(
         2
     """
     spec = get_spec(name)
+    extra = {} if batch_events is None else {"batch_events": batch_events}
     return spec.load(
         checkpoint,
         name=name,
@@ -212,6 +217,7 @@ def load_model(
         nintra=nintra,
         ninter=ninter,
         precision=precision,
+        **extra,
     )
 
 

@@ -23,10 +23,11 @@ from bgcache.errors import (
     CheckpointFormatError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
+    DeviceMemoryError,
     MissingDependencyError,
     UsageError,
 )
-from bgcache.geometry import CROP_START, IMAGE_SHAPE, N_SENSORS, N_U
+from bgcache.geometry import CROP_START, N_SENSORS, N_U, N_V, PIXELS_PER_SENSOR
 from bgcache.hits import SparseEvent
 from bgcache.models import GAN_MODELS, get_spec, validate_threads
 from bgcache.seeding import EventKey, as_keys, event_latents
@@ -240,6 +241,12 @@ def postprocess(y: Tensor, name: str, *, truncate: bool = True) -> Tensor:
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
+#: Events per forward pass on a CUDA device unless ``batch_events`` says otherwise.
+CUDA_BATCH_EVENTS = 8
+#: Largest ``batch_events`` accepted (8,192 images per forward pass).
+MAX_BATCH_EVENTS = 256
+_PIXELS_PER_EVENT = N_SENSORS * PIXELS_PER_SENSOR
+
 
 @dataclass
 class _Loaded:
@@ -253,8 +260,17 @@ class TorchGenerator:
 
     Use :func:`bgcache.models.load_model` to make one. ``images(latents)`` maps latents
     (40, latent_dim) to uint8 charges (40, 250, 768); ``events(keys)`` draws the latents of
-    each key from its counter-based stream and returns sparse events. Each event is computed
-    in its own forward pass of 40 images, so its content does not depend on batching.
+    each key from its counter-based stream and returns sparse events.
+
+    ``events`` runs forward passes of ``batch_events`` events (40 images each); on a GPU a
+    shorter group of keys is padded with zero latents, so every pass has the same shape and
+    an event's content does not depend on how keys are grouped into calls, on the last
+    partial batch, on shards or on the resume point. On a CPU the network runs each pass in
+    fixed chunks of a few images, so the content does not depend on ``batch_events`` either
+    (tested bit for bit). On a CUDA device the whole pass is one batch and cuDNN may choose
+    kernels by batch shape: there ``batch_events`` (default 8) is part of the content and
+    recorded in :meth:`metadata`. Hits are extracted on the device (``nonzero`` on the
+    charges), so only hits, not dense images, cross to the host, through pinned memory.
     """
 
     def __init__(
@@ -267,6 +283,7 @@ class TorchGenerator:
         nintra: int = 1,
         ninter: int = 1,
         precision: str = "fp32",
+        batch_events: int | None = None,
     ) -> None:
         spec = get_spec(name)
         self.name = name
@@ -278,7 +295,13 @@ class TorchGenerator:
         self.precision = precision
         self.optimize = bool(optimize)
         self.device = _parse_device(device)
+        self.batch_events = _batch_events(batch_events, self.device)
+        #: pad short batches to batch_events events; not needed on a CPU, where the forward
+        #: shape is a fixed chunk of images whatever the batch (tests switch it on there)
+        self.pad = self.device.type != "cpu"
         _set_threads(self.nintra, self.ninter)
+        if self.device.type == "cuda":
+            _configure_cuda()
         self.checkpoint_path = str(Path(checkpoint).resolve())
         state = read_state_dict(checkpoint)
         check_layout(state, name, checkpoint)
@@ -292,9 +315,10 @@ class TorchGenerator:
         net = fast_cls(plain) if self.optimize else plain
         net = net.to(self.device)
         # On CPU the fast path runs an event in chunks of a few images, which keeps the
-        # large late-stage tensors cache-sized; images are independent in eval mode.
-        self.chunk = (
-            getattr(net, "cpu_chunk", N_SENSORS) if self.device.type == "cpu" else N_SENSORS
+        # large late-stage tensors cache-sized; images are independent in eval mode. On a
+        # GPU a forward pass is the whole batch (None: no chunking).
+        self.chunk: int | None = (
+            getattr(net, "cpu_chunk", N_SENSORS) if self.device.type == "cpu" else None
         )
         if self.device.type == "cpu" and hasattr(net, "cpu_memory_format"):
             fmt: torch.memory_format = getattr(net, "cpu_memory_format")  # noqa: B009
@@ -305,10 +329,11 @@ class TorchGenerator:
         self.net = net.to(dtype).eval()
 
     def _forward(self, z: Tensor) -> Tensor:
-        """Tanh output (40, 1, 256, 768) float32 for one event's latents."""
+        """Tanh output (40 n, 1, 256, 768) float32 for the latents (40 n, latent_dim) of n
+        events (sensor labels 0..39 repeated)."""
         with torch.inference_mode():
-            z = z.to(self.device, self.dtype)
-            if self.chunk >= z.shape[0]:
+            z = z.to(self.device, self.dtype, non_blocking=True)
+            if self.chunk is None or self.chunk >= z.shape[0]:
                 out: Tensor = self.net(z).float()
                 return out
             parts = []
@@ -316,7 +341,7 @@ class TorchGenerator:
                 zz = z[start : start + self.chunk]
                 if self.conditional:
                     labels = torch.arange(start, start + zz.shape[0], device=self.device)
-                    parts.append(self.net(zz, labels).float())
+                    parts.append(self.net(zz, labels % N_SENSORS).float())
                 else:
                     parts.append(self.net(zz).float())
             return torch.cat(parts)
@@ -337,12 +362,33 @@ class TorchGenerator:
         return event_latents(key, N_SENSORS, self.latent_dim)
 
     def events(self, keys: Sequence[EventKey | tuple[int, int]]) -> list[SparseEvent]:
-        """One sparse event per key (each from its own forward pass)."""
-        out = []
-        for key in as_keys(keys):
-            charges = self.images(self.latents(key))
-            out.append(SparseEvent.from_dense(charges.reshape(IMAGE_SHAPE)))
+        """One sparse event per key, in forward passes of ``batch_events`` events."""
+        keys = as_keys(keys)
+        out: list[SparseEvent] = []
+        for start in range(0, len(keys), self.batch_events):
+            out.extend(self._batch(keys[start : start + self.batch_events]))
         return out
+
+    def _batch(self, keys: Sequence[EventKey]) -> list[SparseEvent]:
+        """One forward pass of exactly ``batch_events`` events (zero latents pad the rest)."""
+        n = len(keys)
+        rows = (self.batch_events if self.pad else n) * N_SENSORS
+        z = torch.zeros((rows, self.latent_dim), dtype=torch.float32)
+        zn = z.numpy()
+        for i, key in enumerate(keys):
+            zn[i * N_SENSORS : (i + 1) * N_SENSORS] = self.latents(key)
+        if self.device.type == "cuda":
+            z = z.pin_memory()  # the copy to the device in _forward is then asynchronous
+        try:
+            with torch.inference_mode():
+                charges = postprocess(self._forward(z)[: n * N_SENSORS], self.name)
+                return sparse_events(charges, n)
+        except torch.OutOfMemoryError:
+            raise DeviceMemoryError(
+                f"{self.name}: a forward pass of {self.batch_events} events does not fit into "
+                f"the memory of {self.device}: use a smaller --batch-events (in a new pool: on "
+                "a GPU it is part of the content)"
+            ) from None
 
     def metadata(self) -> dict[str, Any]:
         """What a pool records about this generator's content."""
@@ -359,11 +405,71 @@ class TorchGenerator:
             "hit_threshold": HIT_THRESHOLD[self.name],
             "torch": torch.__version__,
             "physics_model": not self.untrained,
+            # content on a CUDA device depends on the forward-pass shape (see the class doc)
+            **({"batch_events": self.batch_events} if self.device.type == "cuda" else {}),
         }
 
     def __repr__(self) -> str:
         flag = ", UNTRAINED" if self.untrained else ""
-        return f"TorchGenerator({self.name!r}, device={self.device}, optimize={self.optimize}, precision={self.precision}{flag})"
+        return f"TorchGenerator({self.name!r}, device={self.device}, optimize={self.optimize}, precision={self.precision}, batch_events={self.batch_events}{flag})"
+
+
+def sparse_events(charges: Tensor, n_events: int) -> list[SparseEvent]:
+    """Sparse events from the charges (uint8 (40 n, 250, 768), on any device) of n events.
+
+    The fired pixels are found where the charges are (on a GPU: there), and only the hits
+    (packed index int32, charge uint8, counts per event) are copied to the host, through
+    pinned memory when the charges are on a CUDA device. ``nonzero`` returns positions in
+    row-major order, which is the (event, sensor, u, v) order the store wants.
+    """
+    if (
+        charges.shape != (n_events * N_SENSORS, N_U, N_V)
+        or charges.dtype != torch.uint8
+    ):
+        raise UsageError(
+            f"charges must be uint8 of shape ({n_events * N_SENSORS}, {N_U}, 768), "
+            f"got {str(charges.dtype).removeprefix('torch.')} {tuple(charges.shape)}"
+        )
+    flat = charges.reshape(-1)
+    pos = torch.nonzero(flat).squeeze(1)
+    event = torch.div(pos, _PIXELS_PER_EVENT, rounding_mode="floor")
+    parts = [
+        torch.bincount(event, minlength=n_events),
+        (pos - event * _PIXELS_PER_EVENT).to(torch.int32),
+        flat[pos],
+    ]
+    if charges.device.type == "cuda":
+        host = [torch.empty(p.shape, dtype=p.dtype, pin_memory=True) for p in parts]
+        for h, p in zip(host, parts, strict=True):
+            h.copy_(p, non_blocking=True)
+        torch.cuda.current_stream(charges.device).synchronize()
+        parts = host
+    counts, index, charge = (p.cpu().numpy() for p in parts)
+    index = index.view(np.uint32)
+    offsets = np.zeros(n_events + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return [
+        SparseEvent.from_pixel_index(index[a:b], charge[a:b], validate=False)
+        for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
+    ]
+
+
+def _batch_events(value: int | None, device: torch.device) -> int:
+    if value is None:
+        return CUDA_BATCH_EVENTS if device.type == "cuda" else 1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise UsageError(f"batch_events must be an integer, got {value!r}")
+    if not 1 <= value <= MAX_BATCH_EVENTS:
+        raise UsageError(f"batch_events must be in 1..{MAX_BATCH_EVENTS}, got {value}")
+    return int(value)
+
+
+def _configure_cuda() -> None:
+    """fp32 means fp32 (no TF32), and cuDNN picks kernels deterministically."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 def _parse_device(device: str) -> torch.device:
@@ -397,6 +503,7 @@ def load_gan(
     nintra: int = 1,
     ninter: int = 1,
     precision: str = "fp32",
+    batch_events: int | None = None,
 ) -> TorchGenerator:
     """Registry loader of the GAN models (see :func:`bgcache.models.load_model`)."""
     if checkpoint is None:
@@ -412,4 +519,5 @@ def load_gan(
         nintra=nintra,
         ninter=ninter,
         precision=precision,
+        batch_events=batch_events,
     )

@@ -28,6 +28,7 @@ CONTENT_KEYS = (
     "device_type",
     "optimize",
     "hit_threshold",
+    "batch_events",  # GAN models on a CUDA device only: events per forward pass
 )
 
 
