@@ -422,10 +422,7 @@ def sparse_events(charges: Tensor, n_events: int) -> list[SparseEvent]:
     pinned memory when the charges are on a CUDA device. ``nonzero`` returns positions in
     row-major order, which is the (event, sensor, u, v) order the store wants.
     """
-    if (
-        charges.shape != (n_events * N_SENSORS, N_U, N_V)
-        or charges.dtype != torch.uint8
-    ):
+    if charges.shape != (n_events * N_SENSORS, N_U, N_V) or charges.dtype != torch.uint8:
         raise UsageError(
             f"charges must be uint8 of shape ({n_events * N_SENSORS}, {N_U}, 768), "
             f"got {str(charges.dtype).removeprefix('torch.')} {tuple(charges.shape)}"
