@@ -1,0 +1,185 @@
+"""The batched GAN build path on a GPU: events/s per model and precision, a scan over
+``batch_events`` (events per forward pass), peak GPU memory, the time of hit extraction,
+and the fraction of events (and pixels) whose hits differ from the CPU fp32 result.
+
+Run:  python benchmarks/gpu.py                                  (all models, on cuda)
+      python benchmarks/gpu.py --models convnet --batches 1 4 16 --precisions fp32 bf16
+      python benchmarks/gpu.py --device cpu --models resnet --batches 1 2 --events 2
+Prints a markdown table (paste into docs/performance.md) and, with --json, raw figures.
+Every configuration is timed after one warm-up pass; the CPU reference events for the
+fidelity columns are computed once per model (``--reference-events`` of them, fp32, one
+event per pass). With ``--device cpu`` the same code path runs on the CPU (a check of the
+script, or a CPU batch scan); the fidelity columns then compare the CPU with itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from generate import machine
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(device))
+        return f"{props.name}, {props.total_memory / 2**30:.0f} GiB, torch {torch.__version__}"
+    return f"CPU: {machine()}, torch {torch.__version__}"
+
+
+def fidelity(reference: list[Any], events: list[Any]) -> tuple[float, float]:
+    """Fraction of events whose hits differ at all, and fraction of pixels that differ."""
+    differ_events = 0
+    differ_pixels = 0
+    for a, b in zip(reference, events, strict=True):
+        if a != b:
+            differ_events += 1
+            differ_pixels += int(np.count_nonzero(a.to_dense() != b.to_dense()))
+    n = len(reference)
+    return differ_events / n, differ_pixels / (n * 40 * 250 * 768)
+
+
+def bench(
+    name: str,
+    checkpoint: Path,
+    device: str,
+    precision: str,
+    batch: int,
+    n_events: int,
+    reference: list[Any],
+    threads: int,
+) -> dict[str, Any]:
+    import torch
+
+    from bgcache.models import _torch as tm
+    from bgcache.models import load_model
+
+    gen = load_model(
+        name, checkpoint, device=device, precision=precision, batch_events=batch, nintra=threads
+    )
+    cuda = device.startswith("cuda")
+    gen.events([(99, i) for i in range(batch)])  # warm-up: kernels, allocator, pinned pool
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    keys = [(7, i) for i in range(n_events)]
+    t0 = time.perf_counter()
+    events = gen.events(keys)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    # the hit extraction alone, on one pass's worth of charges
+    with torch.inference_mode():
+        z = torch.zeros((batch * 40, gen.latent_dim))
+        charges = tm.postprocess(gen._forward(z), name)
+        if cuda:
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        tm.sparse_events(charges, batch)
+        extract = time.perf_counter() - t1
+    ref_events = events[: len(reference)]
+    differ_events, differ_pixels = fidelity(reference, ref_events)
+    return {
+        "model": name,
+        "device": device,
+        "precision": precision,
+        "batch_events": batch,
+        "events": n_events,
+        "seconds": seconds,
+        "events_per_s": n_events / seconds,
+        "peak_gib": peak,
+        "extract_ms_per_event": 1000 * extract / batch,
+        "hits_per_event": float(np.mean([e.n_hits for e in events])),
+        "events_differ": differ_events,
+        "pixels_differ": differ_pixels,
+        "compared": len(reference),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["convnet", "resnet", "ieagan"])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "fp16"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8, 16, 32])
+    parser.add_argument("--events", type=int, default=64, help="events timed per configuration")
+    parser.add_argument("--reference-events", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (reference, cpu)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    from bgcache.models import load_model
+    from bgcache.models.checkpoint import init_checkpoint
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("no CUDA device here: run with --device cpu to check the script on the CPU")
+    print(f"device: {device_name(args.device)}", file=sys.stderr)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            ckpt = init_checkpoint(name, Path(tmp) / f"{name}.pt", seed=3).path
+            cpu = load_model(name, ckpt, nintra=args.threads)
+            n_ref = min(args.reference_events, args.events)
+            reference = cpu.events([(7, i) for i in range(n_ref)])
+            del cpu
+            for precision in args.precisions:
+                for batch in args.batches:
+                    try:
+                        row = bench(
+                            name,
+                            ckpt,
+                            args.device,
+                            precision,
+                            batch,
+                            args.events,
+                            reference,
+                            args.threads,
+                        )
+                    except MemoryError as exc:  # DeviceMemoryError: the batch does not fit
+                        row = {
+                            "model": name,
+                            "precision": precision,
+                            "batch_events": batch,
+                            "error": str(exc).split(":")[0] + ": out of memory",
+                        }
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr)
+                    if args.device.startswith("cuda"):
+                        torch.cuda.empty_cache()
+    if args.json:
+        print(json.dumps({"device": device_name(args.device), "rows": rows}, indent=1))
+        return
+    print(f"Device: {device_name(args.device)}\n")
+    print(
+        "| model | precision | batch | events/s | peak GiB | extraction ms/event "
+        "| events differing from CPU fp32 | pixels differing |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['model']} | {r['precision']} | {r['batch_events']} | {r['error']} |||||")
+            continue
+        peak = "-" if np.isnan(r["peak_gib"]) else f"{r['peak_gib']:.1f}"
+        print(
+            f"| {r['model']} | {r['precision']} | {r['batch_events']} | {r['events_per_s']:.3g} "
+            f"| {peak} "
+            f"| {r['extract_ms_per_event']:.1f} "
+            f"| {r['events_differ']:.0%} of {r['compared']} | {r['pixels_differ']:.1e} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
