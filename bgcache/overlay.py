@@ -125,7 +125,9 @@ class OverlayStats:
         from_pool: events handed out from the pool for the first time.
         generated: events generated on the fly after the share ran out.
         reused: pool events handed out again (``on_exhausted="reuse"``).
-        skipped_blocks, skipped_events: damaged blocks skipped (``on_corrupt="skip"``).
+        skipped_blocks, skipped_events: damaged blocks skipped (``on_corrupt="skip"``);
+            ``skipped_blocks`` also counts lost blocks (listed in the root record, marker
+            missing), whose events are not in the pool's positions nor ``skipped_events``.
         read_seconds: reading and decoding blocks (in the prefetch thread, if any).
         wait_seconds: ``next_event()`` waiting for the prefetch thread.
         generate_seconds: generating fallback events (loading the model included).
@@ -245,6 +247,21 @@ class PoolOverlay:
         self.prefetch_threads = prefetch_threads
         self.device, self.nintra, self.ninter = device, nintra, ninter
         self.stats = OverlayStats()
+        # blocks the pool lists as complete but whose marker is gone are not in its catalog
+        lost = self.pool.lost_blocks()
+        if lost:
+            names = "; ".join(
+                f"block {b.path} (seed {b.seed}, indices {b.first_index}..{b.stop_index - 1})"
+                for b in lost
+            )
+            message = (
+                f"pool '{self.pool.url}': {names}: listed as complete in the root record but "
+                "its marker is missing (damaged or deleted); run 'bgcache verify'"
+            )
+            if on_corrupt == "raise":
+                raise CorruptBlockError(message)
+            log.error("skipping %s", message)
+            self.stats.skipped_blocks += len(lost)
         self.share = share_bounds(len(self.pool), job, njobs)
         self.fallback_seed = fallback_seed(self.seed, frozenset(self.pool.streams()))
         #: ``(source, key)`` of the last event handed out; source is pool, generated or reused.

@@ -14,6 +14,7 @@ from bgcache.store.format import (
     STREAMS,
     ZARR_JSON,
     Layout,
+    block_name,
     block_path,
     parse_block_name,
     seed_of_stream,
@@ -87,6 +88,58 @@ def merged_ranges(blocks: list[BlockInfo]) -> dict[int, list[tuple[int, int]]]:
     return out
 
 
+@dataclass(frozen=True)
+class LostBlock:
+    """A block whose keys the root record's ``streams`` summary lists as complete but no
+    complete block holds: its marker (or the whole block) was damaged or deleted.
+
+    A summary is only ever written from a scan and complete blocks are never removed, so
+    the summary of a sound pool lists a subset of its complete keys; compare a summary
+    read *before* the scan (a writer may rewrite it meanwhile)."""
+
+    seed: int
+    block: int
+    name: str
+    first_index: int
+    stop_index: int
+
+    @property
+    def path(self) -> str:
+        """Store key prefix of the block group."""
+        return block_path(self.seed, self.name)
+
+
+def lost_blocks(recorded: object, blocks: list[BlockInfo], layout: Layout) -> list[LostBlock]:
+    """The blocks of keys that the summary ``recorded`` lists and ``blocks`` do not hold.
+
+    Example:
+        >>> from bgcache.store.format import Layout
+        >>> held = [BlockInfo(0, 0, 8, "0", 0, 0), BlockInfo(0, 2, 4, "2~4", 8, 16)]
+        >>> [b.name for b in lost_blocks([{"seed": 0, "ranges": [[0, 20]]}], held, Layout(8))]
+        ['1']
+    """
+    if not isinstance(recorded, list):
+        return []
+    held = merged_ranges(blocks)
+    B = layout.block_events
+    out = []
+    for entry in recorded:
+        try:
+            seed = int(entry["seed"])
+            ranges = [(int(a), int(b)) for a, b in entry["ranges"]]
+        except (KeyError, TypeError, ValueError):
+            continue
+        have = held.get(seed, [])
+        for start, stop in ranges:
+            for block in range(start // B, -(-stop // B)):
+                lo, hi = max(start, block * B), min(stop, (block + 1) * B)
+                if hi <= lo or any(a <= lo and hi <= b for a, b in have):
+                    continue
+                n = hi - block * B
+                out.append(LostBlock(seed, block, block_name(block, n, B), block * B, hi))
+    return out
+
+
 def scan_pool(storage: Storage, layout: Layout) -> Catalog:
     """List streams and blocks; keep, per block number, the complete block with most events."""
     cat = Catalog()
@@ -150,4 +203,12 @@ def scan_pool(storage: Storage, layout: Layout) -> Catalog:
     return cat
 
 
-__all__ = ["BlockInfo", "Catalog", "Leftover", "merged_ranges", "scan_pool"]
+__all__ = [
+    "BlockInfo",
+    "Catalog",
+    "Leftover",
+    "LostBlock",
+    "lost_blocks",
+    "merged_ranges",
+    "scan_pool",
+]

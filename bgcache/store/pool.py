@@ -40,7 +40,14 @@ from bgcache.errors import (
 from bgcache.geometry import DENSE_EVENT_BYTES, N_SENSORS
 from bgcache.hits import SparseEvent
 from bgcache.seeding import EventKey, validate_index, validate_seed
-from bgcache.store.catalog import BlockInfo, Leftover, merged_ranges, scan_pool
+from bgcache.store.catalog import (
+    BlockInfo,
+    Leftover,
+    LostBlock,
+    lost_blocks,
+    merged_ranges,
+    scan_pool,
+)
 from bgcache.store.columns import PackedBlock, pack_block, unpack_block
 from bgcache.store.format import (
     ATTRS_KEY,
@@ -157,6 +164,17 @@ class Pool:
     def refresh(self) -> None:
         """Scan the store again (to see blocks completed by other writers since opening)."""
         self._catalog = scan_pool(self.storage, self.layout)
+
+    def lost_blocks(self) -> list[LostBlock]:
+        """Blocks that the root record's ``streams`` summary lists as complete but that have
+        no marker: damaged or deleted, not an interrupted write (a summary only ever lists
+        blocks that were complete, and complete blocks stay). Readers cannot see them; this
+        compares the summary with the catalog (scanning again before it reports any)."""
+        found = lost_blocks(self.record.get("streams"), self._catalog.blocks, self.layout)
+        if found:  # the record may be newer than the scan (refresh_summary): scan again
+            self.refresh()
+            found = lost_blocks(self.record.get("streams"), self._catalog.blocks, self.layout)
+        return found
 
     # -- reading ----------------------------------------------------------------------------
     def block_of(self, position: int) -> BlockInfo:
@@ -722,8 +740,6 @@ def create_or_open_pool(
         }
         # two writers creating one pool: one wins, the other reads its record below
         storage.write_new(ZARR_JSON, json_bytes(group_document(new_record)))
-        storage.write_new(f"{STREAMS}/{ZARR_JSON}", json_bytes(group_document({"kind": "streams"})))
-        storage.sync_dir(STREAMS)
         storage.sync_dir("")
     record = read_root_record(storage)
     differences = content_differences(record["content"], content)
@@ -738,12 +754,18 @@ def create_or_open_pool(
             f"pool '{storage.url}' has block_events={have.block_events}, chunk_hits={have.chunk_hits}: "
             "a pool's layout is fixed when it is created; leave --block-events out or use the pool's value"
         )
+    if storage.read(f"{STREAMS}/{ZARR_JSON}") is None:
+        # created with the root; also when a writer was killed between the root and the streams group
+        storage.write_new(f"{STREAMS}/{ZARR_JSON}", json_bytes(group_document({"kind": "streams"})))
+        storage.sync_dir(STREAMS)
+        storage.sync_dir("")
     return Pool(storage, record)
 
 
 __all__ = [
     "BlockInfo",
     "Leftover",
+    "LostBlock",
     "Pool",
     "check_build_location",
     "create_or_open_pool",

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bgcache.errors import BgcacheError, CorruptBlockError
+from bgcache.store.catalog import lost_blocks
 from bgcache.store.columns import PackedBlock, check_block
 from bgcache.store.format import (
     ATTRS_KEY,
@@ -111,6 +112,12 @@ def verify_pool(
     """
     t0 = time.perf_counter()
     pool = location if isinstance(location, Pool) else open_pool(location)
+    # the summary is read before the scan: a writer may add blocks (and list them) meanwhile
+    recorded: dict[str, Any] | BgcacheError
+    try:
+        recorded = read_root_record(pool.storage)
+    except BgcacheError as exc:
+        recorded = exc
     pool.refresh()
     report = VerifyReport(pool=pool.url)
     _check_groups(pool, report)
@@ -119,9 +126,30 @@ def verify_pool(
         _check_block(pool, info, report)
         if progress is not None:
             progress(i + 1, len(blocks))
+    lost = (
+        []
+        if isinstance(recorded, BgcacheError)
+        else lost_blocks(recorded.get("streams"), blocks, pool.layout)
+    )
+    for block in lost:
+        report.problems.append(
+            Finding(
+                "lost",
+                block.path,
+                "the root record lists these keys as complete, but the block has no marker "
+                "(damaged or deleted; a build rewrites it)",
+                block.seed,
+                block.first_index,
+                block.stop_index - 1,
+            )
+        )
+    lost_paths = {block.path for block in lost}
     for leftover in pool.leftovers:
+        if leftover.path in lost_paths:
+            continue
         report.warnings.append(Finding(leftover.kind, leftover.path, leftover.detail or "not data"))
-    _check_summary(pool, report)
+    if not lost:
+        _check_summary(pool, report, recorded)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -129,7 +157,16 @@ def verify_pool(
 def _check_groups(pool: Pool, report: VerifyReport) -> None:
     storage = pool.storage
     if storage.read(f"{STREAMS}/{ZARR_JSON}") is None:
-        report.problems.append(Finding("metadata", f"{STREAMS}/{ZARR_JSON}", "missing"))
+        if pool.block_list or pool._catalog.seeds:
+            report.problems.append(Finding("metadata", f"{STREAMS}/{ZARR_JSON}", "missing"))
+        else:  # a build killed between creating the root and the streams group
+            report.warnings.append(
+                Finding(
+                    "incomplete pool",
+                    f"{STREAMS}/{ZARR_JSON}",
+                    "missing: the pool's creation was interrupted; a build completes it",
+                )
+            )
     for seed in sorted({b.seed for b in pool.block_list}):
         key = f"{stream_path(seed)}/{ZARR_JSON}"
         raw = storage.read(key)
@@ -259,14 +296,14 @@ def _short(exc: Exception, pool: Pool) -> str:
     )
 
 
-def _check_summary(pool: Pool, report: VerifyReport) -> None:
-    try:
-        recorded = read_root_record(pool.storage).get("streams")
-    except BgcacheError as exc:
-        report.problems.append(Finding("metadata", ZARR_JSON, str(exc)))
+def _check_summary(
+    pool: Pool, report: VerifyReport, recorded: dict[str, Any] | BgcacheError
+) -> None:
+    if isinstance(recorded, BgcacheError):
+        report.problems.append(Finding("metadata", ZARR_JSON, str(recorded)))
         return
     actual = summary_of(pool.streams())
-    if recorded != actual:
+    if recorded.get("streams") != actual:
         report.warnings.append(
             Finding(
                 "summary",

