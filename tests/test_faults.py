@@ -9,14 +9,17 @@ the reference build's bytes (:func:`snapshot`)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ import pytest
 
 import bgcache
 from bgcache.build import build_pool
+from bgcache.errors import PoolWriteError
 from bgcache.overlay import PoolOverlay
 from bgcache.store import open_pool
 from bgcache.store.verify import verify_pool
@@ -315,3 +319,116 @@ def test_kill_at_each_write_step(
     if phase.startswith("record-update") or phase == "last-marker-renamed":
         assert left["blocks"] == 3  # every block was complete; only the summary is stale
     check_resume(pool, ref, PHASE_SEED, PHASE_N, cli)
+
+
+# -- disk full ---------------------------------------------------------------------------------
+
+FULL_SEED, FULL_N = 5, 32  # 4 blocks of 8, ~3.3 MB
+
+
+class _Budget:
+    """A disk of ``left`` bytes: file objects opened for writing fail with ENOSPC, after
+    writing what fits, once it is used up."""
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def wrap(self, f: Any) -> Any:
+        budget = self
+
+        class Limited:
+            def write(self, data: bytes) -> int:
+                n = max(0, min(len(data), budget.left))
+                f.write(bytes(data[:n]))
+                budget.left -= n
+                if n < len(data):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return n
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(f, name)
+
+            def __enter__(self) -> Any:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                f.close()
+
+        return Limited()
+
+
+@pytest.mark.parametrize(
+    "fraction", [0.0, 0.3, 0.75, 1.0], ids=["root-create", "block-1", "block-3", "root-record"]
+)
+def test_disk_full_size_limited_storage(
+    fraction: float,
+    tmp_path: Path,
+    cli: Invoke,
+    refs: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every file the build writes goes through ``os.fdopen``; its file objects fail with
+    ENOSPC after ``fraction`` of the bytes of a whole build (1.0: the bytes of the finished
+    pool, which the root record's rewrite at the end exceeds by the summary's size)."""
+    ref = refs(FULL_SEED, FULL_N)
+    total = sum(p.stat().st_size for p in ref.rglob("*") if p.is_file())
+    budget = _Budget(int(fraction * total))
+    real_fdopen = os.fdopen
+
+    def fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        return budget.wrap(f) if "w" in mode else f
+
+    pool = tmp_path / "p"
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    result = cli(*build_argv(pool, FULL_SEED, FULL_N))
+    monkeypatch.undo()
+    assert result.exit_code == 1
+    assert "no space left on the device" in one_error_line(result.stderr)
+    assert not list(pool.rglob("*.partial"))  # a failed write removes its temporary file
+    with pytest.raises(PoolWriteError, match="no space left"):  # the same through the API
+        monkeypatch.setattr(os, "fdopen", fdopen)
+        budget.left = 0
+        build_pool(pool, model="synthetic", seed=FULL_SEED, events=FULL_N, block_events=B)
+    monkeypatch.undo()
+    left = check_visible(pool, ref, FULL_SEED, FULL_N, cli)
+    if fraction == 1.0:
+        assert left["blocks"] == FULL_N // B  # only the summary was not written
+    check_resume(pool, ref, FULL_SEED, FULL_N, cli)  # space is back
+
+
+@contextlib.contextmanager
+def _mounted(kind: str, target: Path, *options: str) -> Iterator[None]:
+    """``mount`` TARGET (a tmpfs, or a bind mount) for the block; skip where not permitted."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting needs root")
+    cmd = ["mount", *options, str(target)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a {kind} here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def test_disk_full_on_a_small_tmpfs(tmp_path: Path, cli: Invoke, refs: Callable[..., Path]) -> None:
+    """A real full file system: a 1.5 MiB tmpfs; the real CLI fails with one line, the
+    tmpfs is grown ('space returns') and the same command resumes."""
+    ref = refs(FULL_SEED, FULL_N)
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    with _mounted("tmpfs", mnt, "-t", "tmpfs", "-o", "size=1536k", "tmpfs"):
+        pool = mnt / "p"
+        argv = [*PY, *build_argv(pool, FULL_SEED, FULL_N)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert "no space left on the device" in one_error_line(done.stderr)
+        left = check_visible(pool, ref, FULL_SEED, FULL_N, cli)
+        assert 0 < left["blocks"] < FULL_N // B
+        grown = subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], capture_output=True)
+        assert grown.returncode == 0, grown.stderr
+        done = subprocess.run([*argv, "--resume"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert snapshot(pool) == ref_snapshot(ref)
+        assert verify_pool(pool).ok
