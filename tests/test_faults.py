@@ -27,9 +27,16 @@ import pytest
 
 import bgcache
 from bgcache.build import build_pool
-from bgcache.errors import PoolWriteError
+from bgcache.errors import (
+    CorruptBlockError,
+    EventNotFoundError,
+    NotAPoolError,
+    PoolFormatError,
+    PoolWriteError,
+)
 from bgcache.overlay import PoolOverlay
 from bgcache.store import open_pool
+from bgcache.store.format import stream_name
 from bgcache.store.verify import verify_pool
 
 Invoke = Callable[..., Any]
@@ -432,3 +439,154 @@ def test_disk_full_on_a_small_tmpfs(tmp_path: Path, cli: Invoke, refs: Callable[
         assert done.returncode == 0, done.stderr
         assert snapshot(pool) == ref_snapshot(ref)
         assert verify_pool(pool).ok
+
+
+# -- damage matrix ------------------------------------------------------------------------------
+
+SID = stream_name(0)
+BLOCK = f"streams/{SID}/1"  # keys (0, 8) .. (0, 15) of a pool of 24 events of seed 0
+KEYS = "[seed 0, indices 8..15]"
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def _cut(path: Path, keep: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _edit(path: Path, key: str, value: object) -> None:
+    doc = json.loads(path.read_text())
+    record = doc["attributes"]["bgcache"]
+    if value is None:
+        del record[key]
+    else:
+        record[key] = value
+    path.write_text(json.dumps(doc))
+
+
+#: id: (damage, kind). Kinds: "data" (readers raise CorruptBlockError naming the block),
+#: "metadata" (Zarr metadata bgcache's readers do not use: they return the exact events),
+#: "lost" (the block's marker is gone: readers cannot see the block; verify and the overlay
+#: find it through the root record's summary), "pool" (the pool cannot be opened at all).
+DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    "index-chunk-flipped-byte": (lambda p: _flip(p / BLOCK / "index/c/0", 5000), "data"),
+    "charge-chunk-flipped-byte": (lambda p: _flip(p / BLOCK / "charge/c/0", 100), "data"),
+    "index-shard-index-flipped-byte": (lambda p: _flip(p / BLOCK / "index/c/0", -10), "data"),
+    "index-shard-truncated": (lambda p: _cut(p / BLOCK / "index/c/0", 0.5), "data"),
+    "charge-shard-truncated": (lambda p: _cut(p / BLOCK / "charge/c/0", 0.9), "data"),
+    "index-shard-deleted": (lambda p: (p / BLOCK / "index/c/0").unlink(), "data"),
+    "charge-shard-deleted": (lambda p: (p / BLOCK / "charge/c/0").unlink(), "data"),
+    "counts-flipped-byte": (lambda p: _flip(p / BLOCK / "counts/c/0", 20), "data"),
+    "counts-truncated": (lambda p: _cut(p / BLOCK / "counts/c/0", 0.5), "data"),
+    "counts-deleted": (lambda p: (p / BLOCK / "counts/c/0").unlink(), "data"),
+    "marker-not-json": (lambda p: (p / BLOCK / "zarr.json").write_text("{"), "data"),
+    "marker-empty": (lambda p: (p / BLOCK / "zarr.json").write_bytes(b""), "data"),
+    "marker-wrong-n-hits": (lambda p: _edit(p / BLOCK / "zarr.json", "n_hits", 5), "data"),
+    "marker-wrong-n-events": (
+        lambda p: _edit(p / BLOCK / "zarr.json", "n_events", 7),
+        "metadata",
+    ),
+    "counts-metadata-deleted": (lambda p: (p / BLOCK / "counts/zarr.json").unlink(), "metadata"),
+    "index-metadata-damaged": (
+        lambda p: (p / BLOCK / "index/zarr.json").write_text("[]"),
+        "metadata",
+    ),
+    "stream-group-metadata-damaged": (
+        lambda p: _edit(p / f"streams/{SID}/zarr.json", "seed", 99),
+        "metadata",
+    ),
+    "stream-group-metadata-deleted": (
+        lambda p: (p / f"streams/{SID}/zarr.json").unlink(),
+        "metadata",
+    ),
+    "streams-group-metadata-deleted": (lambda p: (p / "streams/zarr.json").unlink(), "metadata"),
+    "marker-deleted": (lambda p: (p / BLOCK / "zarr.json").unlink(), "lost"),
+    "block-deleted": (lambda p: shutil.rmtree(p / BLOCK), "lost"),
+    "root-record-deleted": (lambda p: (p / "zarr.json").unlink(), "pool"),
+    "root-record-not-json": (lambda p: _cut(p / "zarr.json", 0.5), "pool"),
+    "root-record-layout-damaged": (lambda p: _edit(p / "zarr.json", "layout", "x"), "pool"),
+    "root-record-format-missing": (lambda p: _edit(p / "zarr.json", "format", None), "pool"),
+}
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pristine") / "p"
+    build_pool(path, model="synthetic", seed=0, events=24, block_events=B)
+    assert verify_pool(path).ok
+    return path
+
+
+def _overlay(pool: Path, n: int, on_corrupt: str) -> tuple[list[Any], PoolOverlay]:
+    drawn = []
+    with PoolOverlay(pool, on_exhausted="error", on_corrupt=on_corrupt, prefetch=0) as overlay:
+        for _ in range(n):
+            event = overlay.next_event()
+            assert overlay.last is not None
+            drawn.append((overlay.last[1], event))
+    return drawn, overlay
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damage_matrix(damage: str, pristine: Path, tmp_path: Path, cli: Invoke) -> None:
+    pool = tmp_path / "p"
+    shutil.copytree(pristine, pool)
+    apply, kind = DAMAGE[damage]
+    apply(pool)
+    events = expected(0, 24)
+    result = cli("verify", str(pool), "-q")
+    assert result.exit_code == 1
+    if kind == "pool":
+        one_error_line(result.stderr)
+        assert one_error_line(cli("inspect", str(pool)).stderr)
+        with pytest.raises((NotAPoolError, PoolFormatError)):
+            open_pool(pool)
+        with pytest.raises((NotAPoolError, PoolFormatError)):
+            PoolOverlay(pool, on_exhausted="error", on_corrupt="skip")
+        return
+    report = verify_pool(pool)
+    assert not report.ok
+    assert cli("inspect", str(pool)).exit_code == 0
+    problems = [str(p) for p in report.problems]
+    if "group" in damage:  # the stream groups are named, not a block
+        assert all("streams/" in p and "zarr.json" in p for p in problems), problems
+    else:
+        assert all(p.path == BLOCK for p in report.problems), problems
+        assert all(KEYS in p for p in problems), problems
+        assert f"{BLOCK} {KEYS}" in result.stdout
+    opened = open_pool(pool)
+    if kind == "metadata":
+        assert list(opened) == events
+        drawn, _ = _overlay(pool, 24, "raise")
+        assert all(event == events[key.index] for key, event in drawn)
+        return
+    if kind == "lost":
+        assert [p.kind for p in report.problems] == ["lost"]
+        assert len(opened) == 16
+        with pytest.raises(EventNotFoundError):
+            opened.event_by_key(0, 8)
+    else:
+        # every event is the right one or an error; the damaged block's reads raise
+        failures = 0
+        for i in range(24):
+            try:
+                assert opened.event_by_key(0, i) == events[i]
+            except CorruptBlockError as exc:
+                assert 8 <= i < 16 and "indices 8..15" in str(exc)
+                failures += 1
+        assert failures
+        info = opened.find(0, 8)
+        assert info is not None
+        with pytest.raises(CorruptBlockError, match=r"indices 8\.\.15"):
+            opened.read_block(info[0])
+    with pytest.raises(CorruptBlockError, match=rf"{BLOCK} \(seed 0, indices 8\.\.15\)"):
+        _overlay(pool, 24 if kind == "data" else 16, "raise")
+    drawn, overlay = _overlay(pool, 16, "skip")
+    assert sorted(key.index for key, _ in drawn) == [*range(8), *range(16, 24)]
+    assert all(event == events[key.index] for key, event in drawn)
+    assert overlay.stats.skipped_blocks == 1
