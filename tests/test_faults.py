@@ -590,3 +590,67 @@ def test_damage_matrix(damage: str, pristine: Path, tmp_path: Path, cli: Invoke)
     assert sorted(key.index for key, _ in drawn) == [*range(8), *range(16, 24)]
     assert all(event == events[key.index] for key, event in drawn)
     assert overlay.stats.skipped_blocks == 1
+
+
+# -- readers beside concurrent writers ----------------------------------------------------------
+
+READERS = ("pool", "pool", "overlay")
+READER = [sys.executable, str(HERE / "fault_reader.py")]
+WRITER_SEEDS, WRITER_N = (21, 22), 48
+
+
+def test_readers_beside_two_concurrent_writers(
+    tmp_path: Path, refs: Callable[..., Path], record_property: Any
+) -> None:
+    """Three reader processes (two through the Pool API, one through the overlay) read a
+    pool over and over while two ``bgcache build`` processes append a stream each."""
+    pool = tmp_path / "p"
+    build_pool(pool, model="synthetic", seed=20, events=16, block_events=B)
+    stop = tmp_path / "stop"
+    readers = [
+        subprocess.Popen(
+            [*READER, str(pool), str(stop), str(tmp_path / f"r{i}.json"), mode, str(i)]
+        )
+        for i, mode in enumerate(READERS)
+    ]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"r{i}.json.ready").exists() for i in range(len(READERS))):
+        assert time.monotonic() < deadline and all(r.poll() is None for r in readers)
+        time.sleep(0.01)
+    writers = [
+        subprocess.Popen(
+            [*PY, *build_argv(pool, seed, WRITER_N)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in WRITER_SEEDS
+    ]
+    try:
+        for w in writers:
+            _, err = w.communicate(timeout=180)
+            assert w.returncode == 0, err
+    finally:
+        time.sleep(0.5)  # the readers see the finished pool too
+        stop.touch()
+        for r in readers:
+            r.wait(timeout=60)
+    stats = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(len(READERS))]
+    print("readers:", [{k: v for k, v in s.items() if k != "errors"} for s in stats])
+    record_property("concurrent_readers", stats)
+    for s in stats:
+        assert s["errors"] == [], s["errors"][0]
+        assert s["reads"] > 0
+    sizes = {n for s in stats for n in s["sizes"]}
+    assert min(sizes) == 16 and max(sizes) == 16 + 2 * WRITER_N  # before and after the writes
+    opened = open_pool(pool)
+    assert opened.streams() == {20: [(0, 16)], **{s: [(0, WRITER_N)] for s in WRITER_SEEDS}}
+    report = verify_pool(opened)
+    assert report.ok and not report.warnings, report.warnings  # the summary lists every block
+    mine = snapshot(pool)
+    for seed in WRITER_SEEDS:
+        theirs = ref_snapshot(refs(seed, WRITER_N))
+        stream = f"streams/{stream_name(seed)}/"
+        assert {k: v for k, v in mine.items() if k.startswith(stream)} == {
+            k: v for k, v in theirs.items() if k.startswith(stream)
+        }
