@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -654,3 +655,111 @@ def test_readers_beside_two_concurrent_writers(
         assert {k: v for k, v in mine.items() if k.startswith(stream)} == {
             k: v for k, v in theirs.items() if k.startswith(stream)
         }
+
+
+# -- read-only pools ----------------------------------------------------------------------------
+
+NOBODY = 65534
+USER = [sys.executable, str(HERE / "fault_user.py")]
+#: root without the capabilities that let it ignore permission bits
+NO_DAC = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file and directory of a pool with its bytes and mtime (nothing may change)."""
+    return {
+        p.relative_to(root).as_posix(): (
+            p.read_bytes() if p.is_file() else b"",
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _check_read_only(pool: Path, prefix: list[str], **user: Any) -> None:
+    """In a process started with ``prefix`` and ``user`` (subprocess's user/group...):
+    inspect, verify and the overlay work; build (append a stream, extend a stream, resume
+    the built range) refuses with one line; nothing changes."""
+    before = _tree(pool)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [*prefix, *USER, *args]
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, cwd=pool.parent, **user
+        )
+
+    for command in (("inspect", str(pool)), ("verify", str(pool), "--strict", "-q")):
+        done = run("cli", *command)
+        assert done.returncode == 0, done.stderr
+    done = run("overlay", str(pool))
+    assert done.returncode == 0 and done.stdout.split() == ["16"], done.stderr
+    for argv in (
+        build_argv(pool, 9, 8),  # a new stream
+        build_argv(pool, 0, 24),  # extend the stream
+        build_argv(pool, 0, 16, "--resume"),  # nothing to do, still refused
+    ):
+        done = run("cli", *argv)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        assert "read-only" in one_error_line(done.stderr)
+    assert _tree(pool) == before
+
+
+def _chmod_read_only(pool: Path) -> None:
+    for p in [pool, *pool.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory other users can read (pytest's tmp_path is private to its user)."""
+    path = Path(tempfile.mkdtemp(prefix="bgcache-ro-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        for p in [path, *path.rglob("*")]:
+            if p.is_dir() and not p.is_symlink():
+                with contextlib.suppress(OSError):
+                    p.chmod(0o755)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_read_only_pool_for_its_reader(shared_dir: Path) -> None:
+    """As root: the commands run as nobody on root's pool (root ignores permission bits),
+    or where nobody cannot run this interpreter (it lives under /root) as root without the
+    capabilities that ignore them, on a pool made read-only with chmod -R a-w. As any
+    other user: on a pool made read-only with chmod -R a-w."""
+    pool = shared_dir / "p"
+    build_pool(pool, model="synthetic", seed=0, events=16, block_events=B)
+    if os.geteuid() != 0:
+        _chmod_read_only(pool)
+        _check_read_only(pool, [])
+        return
+    nobody = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    try:
+        trial = subprocess.run([*USER, "cli", "--version"], capture_output=True, **nobody)
+        runs = trial.returncode == 0
+    except PermissionError:  # exec of the interpreter refused
+        runs = False
+    if runs:
+        _check_read_only(pool, [], **nobody)
+        return
+    if shutil.which("setpriv") is None:
+        pytest.skip("nobody cannot run this interpreter, and there is no setpriv")
+    _chmod_read_only(pool)
+    _check_read_only(pool, NO_DAC)
+
+
+def test_read_only_bind_mount(shared_dir: Path) -> None:
+    """A read-only file system (EROFS, root included): a read-only bind mount of a pool."""
+    pool = shared_dir / "p"
+    build_pool(pool, model="synthetic", seed=0, events=16, block_events=B)
+    mnt = shared_dir / "ro"
+    mnt.mkdir()
+    with _mounted("read-only bind mount", mnt, "--bind", "-o", "ro", str(pool)):
+        if os.access(mnt, os.W_OK) and (mnt / "zarr.json").exists():
+            probe = subprocess.run(["touch", str(mnt / ".probe")], capture_output=True)
+            if probe.returncode == 0:
+                (mnt / ".probe").unlink()
+                pytest.skip("this kernel ignores ro on a bind mount")
+        _check_read_only(mnt, [])
