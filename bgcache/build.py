@@ -46,6 +46,9 @@ _NOT_CONTENT = ("checkpoint_path", "torch", "numpy", "reference")
 #: Events per generator call of models without a batch of their own (e.g. synthetic).
 _DEFAULT_BATCH = 32
 
+#: Most blocks one build (one shard of it) plans: a larger list is a mistyped --events.
+MAX_BUILD_BLOCKS = 1 << 20
+
 #: ``progress(done, total)``: events done so far (skipped ones included) of the total.
 Progress = Callable[[int, int], None]
 
@@ -173,14 +176,38 @@ def plan_blocks(
         [(3, 100), (4, 100), (5, 100)]
     """
     stop = first_index + events
-    tasks = []
-    for block in range(first_index // block_events, -(-stop // block_events)):
-        n = min(block_events, stop - block * block_events)
-        tasks.append(BlockTask(seed, block, n, block_events))
+    first, last = _block_range(first_index, events, block_events, shard)
+    return [
+        BlockTask(seed, block, min(block_events, stop - block * block_events), block_events)
+        for block in range(first, last)
+    ]
+
+
+def _block_range(
+    first_index: int, events: int, block_events: int, shard: tuple[int, int] | None
+) -> tuple[int, int]:
+    """The blocks ``first .. last - 1`` of a range (of its shard): only arithmetic, so a
+    shard of a huge range costs nothing for the other shards' blocks."""
+    first, last = first_index // block_events, -(-(first_index + events) // block_events)
     if shard is not None:
         k, n_parts = shard
-        tasks = tasks[k * len(tasks) // n_parts : (k + 1) * len(tasks) // n_parts]
-    return tasks
+        n = last - first
+        first, last = first + k * n // n_parts, first + (k + 1) * n // n_parts
+    return first, last
+
+
+def _check_plan_size(
+    first_index: int, events: int, block_events: int, shard: tuple[int, int] | None
+) -> None:
+    """Refuse a build whose list of blocks would not fit in memory (a mistyped --events)."""
+    first, last = _block_range(first_index, events, block_events, shard)
+    if last - first > MAX_BUILD_BLOCKS:
+        where = " in this shard" if shard is not None else ""
+        raise UsageError(
+            f"events {events:,} make {last - first:,} blocks of {block_events}{where}, more "
+            f"than one build plans ({MAX_BUILD_BLOCKS:,}): split the range with --shard K/N "
+            "or into several --first-index ranges"
+        )
 
 
 def default_block_events(model: str, device: str) -> int:
@@ -279,11 +306,26 @@ def build_pool(
     workers = _check_int("workers", workers, 1, 256)
     nintra, ninter = validate_threads(nintra, ninter)
     shard_kn = parse_shard(shard)
+    if scheduler is not None:
+        from bgcache.distributed import check_address
+
+        check_address(scheduler)  # a malformed address is refused before anything else
     spec = get_spec(model)
     if checkpoint is not None and not spec.needs_checkpoint:
         checkpoint = None
     storage = open_storage(pool)
     existing = check_build_location(storage, model)  # before loading a GAN for minutes
+    _check_plan_size(
+        first_index,
+        events,
+        block_events
+        or (
+            Layout.from_dict(existing["layout"]).block_events
+            if existing is not None
+            else default_block_events(model, device)
+        ),
+        shard_kn,
+    )
     if spec.needs_torch and batch_events is None and existing is not None:
         batch_events = existing["content"].get("batch_events")  # a CUDA pool keeps its own
     client = None

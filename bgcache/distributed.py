@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bgcache.errors import BgcacheError, MissingDependencyError, SchedulerError
+from bgcache.errors import BgcacheError, MissingDependencyError, SchedulerError, UsageError
 
 if TYPE_CHECKING:
     from bgcache.build import BlockTask, BuildResult
@@ -63,6 +63,40 @@ def dask_block(
         storage = open_storage(url)
         _STATE.update(key=key, gen=gen, pool=Pool(storage, read_root_record(storage)))
     return write_task(_STATE["gen"], _STATE["pool"], task, batch)
+
+
+#: Address schemes of Dask schedulers (``host:port`` alone means tcp).
+SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
+
+
+def check_address(address: str) -> str:
+    """Check the form of a scheduler address (``tcp://HOST:PORT``) without importing dask.
+
+    Raises:
+        UsageError: not ``SCHEME://HOST:PORT`` (or ``HOST:PORT``) with a known scheme.
+
+    Example:
+        >>> check_address("tcp://head-node:8786")
+        'tcp://head-node:8786'
+        >>> check_address("head-node")
+        Traceback (most recent call last):
+        ...
+        bgcache.errors.UsageError: scheduler address 'head-node' is not of the form tcp://HOST:PORT (e.g. tcp://head-node:8786)
+    """
+    text = str(address).strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "tcp", text
+    ok = scheme in SCHEMES and bool(rest)
+    if ok and scheme != "inproc":
+        host, colon, port = rest.rpartition(":")
+        ok = bool(colon and host and port.isdigit() and 0 < int(port) < 65536)
+    if not ok:
+        raise UsageError(
+            f"scheduler address {address!r} is not of the form tcp://HOST:PORT "
+            "(e.g. tcp://head-node:8786)"
+        )
+    return text
 
 
 def connect(scheduler: str) -> Any:

@@ -104,6 +104,14 @@ class EventNotFoundError(BgcacheError, LookupError):
     """No event with that key in the pool."""
 
 
+class DeviceError(BgcacheError, RuntimeError):
+    """A valid device name that this machine cannot run on (no CUDA GPU, no such GPU index)."""
+
+
+class OutputError(BgcacheError, OSError):
+    """An output file (a plot) cannot be written; nothing is left under its name."""
+
+
 class SchedulerError(BgcacheError, ConnectionError):
     """A Dask scheduler cannot be reached, or a distributed build's task failed for good."""
 

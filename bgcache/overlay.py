@@ -48,6 +48,7 @@ from bgcache.errors import (
     MissingDependencyError,
     PoolExhaustedError,
     UsageError,
+    did_you_mean,
 )
 from bgcache.hits import SparseEvent
 from bgcache.models import get_spec
@@ -236,10 +237,12 @@ class PoolOverlay:
         if on_exhausted not in ON_EXHAUSTED:
             raise UsageError(
                 f"on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, got {on_exhausted!r}"
+                f"{did_you_mean(str(on_exhausted), ON_EXHAUSTED)}"
             )
         if on_corrupt not in ON_CORRUPT:
             raise UsageError(
                 f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}"
+                f"{did_you_mean(str(on_corrupt), ON_CORRUPT)}"
             )
         self.job, self.njobs = job, njobs
         self.on_exhausted, self.on_corrupt = on_exhausted, on_corrupt
@@ -648,6 +651,7 @@ def plan_jobs(
     if on_exhausted not in ON_EXHAUSTED:
         raise UsageError(
             f"on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, got {on_exhausted!r}"
+            f"{did_you_mean(str(on_exhausted), ON_EXHAUSTED)}"
         )
     n = len(opened)
     per_event = generation_seconds_per_event(opened)

@@ -8,6 +8,7 @@ Agg canvas is used, so global pyplot state is never touched and no display is ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bgcache.errors import BgcacheError, MissingDependencyError, UsageError
+from bgcache.errors import MissingDependencyError, OutputError, UsageError
 from bgcache.geometry import LADDERS, N_SENSORS, N_U, N_V, SENSORS_PER_LADDER, sensor_index
 from bgcache.hits import SparseEvent
 from bgcache.stats import LAYER_SENSORS, N_CHARGE_BINS, PoolStatistics, compare_with_reference
@@ -91,7 +92,7 @@ def plot_pool(
     Raises:
         UsageError: if the suffix is not .png, .pdf or .svg.
         MissingDependencyError: if matplotlib is not installed.
-        BgcacheError: if the file cannot be written.
+        OutputError: if the file cannot be written.
 
     Example:
         >>> import tempfile
@@ -104,12 +105,8 @@ def plot_pool(
         ...
         bgcache.errors.UsageError: cannot plot to 'pool.jpg': the file name must end in .png, .pdf or .svg
     """
-    out = Path(path)
+    out = check_plot_path(path)
     suffix = out.suffix.lower()
-    if suffix not in PLOT_SUFFIXES:
-        raise UsageError(
-            f"cannot plot to {str(out)!r}: the file name must end in .png, .pdf or .svg"
-        )
     mpl = _matplotlib()
     comparison = compare_with_reference(stats, reference)
     height = 10.0 if event is not None else 5.5
@@ -145,9 +142,39 @@ def plot_pool(
         fig.savefig(tmp, format=suffix[1:], dpi=dpi)
         tmp.replace(out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         reason = exc.strerror or str(exc)
-        raise BgcacheError(f"cannot write plot to {str(out)!r}: {reason}") from exc
+        raise OutputError(f"cannot write plot to {str(out)!r}: {reason}") from exc
+    return out
+
+
+def check_plot_path(path: str | os.PathLike[str]) -> Path:
+    """Check a plot's output path before any work: its suffix, and that it can be a file.
+
+    Raises:
+        UsageError: the suffix is not .png, .pdf or .svg; the path is a directory; its
+            directory does not exist or is a file.
+
+    Example:
+        >>> check_plot_path("pool.svg").name
+        'pool.svg'
+        >>> check_plot_path("no-such-dir/pool.png")
+        Traceback (most recent call last):
+        ...
+        bgcache.errors.UsageError: cannot plot to 'no-such-dir/pool.png': directory 'no-such-dir' does not exist; create it first
+    """
+    out = Path(path)
+    where = f"cannot plot to {str(out)!r}"
+    if out.suffix.lower() not in PLOT_SUFFIXES:
+        raise UsageError(f"{where}: the file name must end in .png, .pdf or .svg")
+    if out.is_dir():
+        raise UsageError(f"{where}: it is a directory; give a file name such as pool.png")
+    parent = out.parent
+    if not parent.exists():
+        raise UsageError(f"{where}: directory {str(parent)!r} does not exist; create it first")
+    if not parent.is_dir():
+        raise UsageError(f"{where}: {str(parent)!r} is a file, not a directory")
     return out
 
 

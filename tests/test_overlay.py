@@ -292,4 +292,4 @@ def test_plan_cli(cli: object, pool_path: Path) -> None:
     out = json.loads(cli("plan", str(pool_path), "-j", "2", "-n", "5", "--json").stdout)  # type: ignore[operator]
     assert out["generated"] == 0 and out["from_pool"] == 10
     bad = cli("plan", str(pool_path), "-j", "2", "-n", "5", "--on-exhausted", "loop")  # type: ignore[operator]
-    assert bad.exit_code == 2 and "on_exhausted must be one of" in bad.stderr
+    assert bad.exit_code == 2 and "'--on-exhausted': 'loop' is not a policy" in bad.stderr

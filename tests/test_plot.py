@@ -86,17 +86,30 @@ def test_bad_suffix_is_a_usage_error(tmp_path: Path, stats: PoolStatistics, name
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unwritable_path_is_a_bgcache_error(tmp_path: Path, stats: PoolStatistics) -> None:
+def test_missing_directory_is_a_usage_error(tmp_path: Path, stats: PoolStatistics) -> None:
     target = tmp_path / "missing" / "pool.png"
-    with pytest.raises(BgcacheError, match=r"cannot write plot to .*missing.*pool\.png"):
+    with pytest.raises(UsageError, match=r"cannot plot to .*missing.*does not exist"):
         plot_pool(target, stats)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_directory_as_path_is_a_bgcache_error(tmp_path: Path, stats: PoolStatistics) -> None:
+def test_unwritable_path_is_an_output_error(tmp_path: Path, stats: PoolStatistics) -> None:
+    import os
+
+    from bgcache.errors import OutputError
+
+    blocker = tmp_path / f".pool.png.{os.getpid()}.tmp"  # the temporary name is a directory
+    blocker.mkdir()
+    with pytest.raises(OutputError, match=r"cannot write plot to .*pool\.png") as exc:
+        plot_pool(tmp_path / "pool.png", stats)
+    assert isinstance(exc.value, BgcacheError) and isinstance(exc.value, OSError)
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
+def test_directory_as_path_is_a_usage_error(tmp_path: Path, stats: PoolStatistics) -> None:
     target = tmp_path / "dir.png"
     target.mkdir()
-    with pytest.raises(BgcacheError, match="cannot write plot to"):
+    with pytest.raises(UsageError, match="cannot plot to .* it is a directory"):
         plot_pool(target, stats)
     assert [p.name for p in tmp_path.iterdir()] == ["dir.png"]
 

@@ -7,10 +7,88 @@ written in the command: ``seed: SeedOption = 0``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+#: Devices the command line accepts (bgcache.models._torch checks that they exist).
+DEVICE_FORMS = "cpu, cuda or cuda:N"
+#: Network precisions (the same as ``bgcache.models._torch.PRECISIONS``, without torch).
+PRECISIONS = ("fp32", "bf16", "fp16")
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+
+
+def _suggest(value: str, choices: tuple[str, ...]) -> str:
+    from bgcache.errors import did_you_mean
+
+    return did_you_mean(value, choices)
+
+
+def check_device(value: Any) -> Any:
+    """Callback of ``--device``: ``cpu``, ``cuda`` or ``cuda:N`` (a usage error otherwise)."""
+    if value is not None and not _DEVICE.fullmatch(str(value)):
+        hint = _suggest(str(value), ("cpu", "cuda", "cuda:0"))
+        raise typer.BadParameter(f"{value!r} is not a device{hint}: use {DEVICE_FORMS}")
+    return value
+
+
+def check_precision(value: Any) -> Any:
+    """Callback of ``--precision``: one of :data:`PRECISIONS`."""
+    if value is not None and value not in PRECISIONS:
+        hint = _suggest(str(value), PRECISIONS)
+        raise typer.BadParameter(f"{value!r} is not a precision{hint}: use {', '.join(PRECISIONS)}")
+    return value
+
+
+def check_seed(value: Any) -> Any:
+    """Callback of ``--seed``: an integer in [-2**63, 2**63-1] (int64)."""
+    if value is not None and not SEED_MIN <= value <= SEED_MAX:
+        raise typer.BadParameter(
+            f"{value} is out of range: a seed is an integer in [-2**63, 2**63-1]"
+        )
+    return value
+
+
+def check_shard(value: Any) -> Any:
+    """Callback of ``--shard``: ``K/N`` with 0 <= K < N."""
+    if value is not None:
+        from bgcache.build import parse_shard
+        from bgcache.errors import UsageError
+
+        try:
+            parse_shard(value)
+        except UsageError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def check_scheduler(value: Any) -> Any:
+    """Callback of ``--scheduler``: a Dask scheduler address ``tcp://HOST:PORT``."""
+    if value is not None:
+        from bgcache.distributed import check_address
+        from bgcache.errors import UsageError
+
+        try:
+            check_address(value)
+        except UsageError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def choice(name: str, choices: tuple[str, ...]) -> Any:
+    """A callback accepting one of ``choices`` (with a did-you-mean for a typo)."""
+
+    def check(value: Any) -> Any:
+        if value is not None and value not in choices:
+            hint = _suggest(str(value), choices)
+            raise typer.BadParameter(f"{value!r} is not {name}{hint}: use {', '.join(choices)}")
+        return value
+
+    return check
+
 
 ModelOption = Annotated[
     str,
@@ -35,12 +113,18 @@ CheckpointOption = Annotated[
 SeedOption = Annotated[
     int,
     typer.Option(
-        envvar="BGCACHE_SEED", help="Seed of the event stream, an integer in [-2**63, 2**63-1]."
+        envvar="BGCACHE_SEED",
+        callback=check_seed,
+        help="Seed of the event stream, an integer in [-2**63, 2**63-1].",
     ),
 ]
 DeviceOption = Annotated[
     str,
-    typer.Option(envvar="BGCACHE_DEVICE", help="Torch device of GAN models: cpu, cuda, cuda:N."),
+    typer.Option(
+        envvar="BGCACHE_DEVICE",
+        callback=check_device,
+        help="Torch device of GAN models: cpu, cuda, cuda:N.",
+    ),
 ]
 NintraOption = Annotated[
     int, typer.Option(envvar="BGCACHE_NINTRA", help="Intra-op threads (like the basf2 module).")
@@ -60,6 +144,7 @@ PrecisionOption = Annotated[
     str,
     typer.Option(
         envvar="BGCACHE_PRECISION",
+        callback=check_precision,
         help=(
             "Network precision of GAN models: fp32 (default, exact), or an explicit "
             "bf16/fp16 that changes pixels (see docs/performance.md)."

@@ -21,6 +21,8 @@ from bgcache.cli._options import (
     PrecisionOption,
     QuietOption,
     SeedOption,
+    check_scheduler,
+    check_shard,
 )
 
 
@@ -92,6 +94,7 @@ def build(
         typer.Option(
             "--shard",
             envvar="BGCACHE_SHARD",
+            callback=check_shard,
             metavar="K/N",
             help=(
                 "Build only the K-th (0-based) of N contiguous parts of the range's blocks, "
@@ -127,6 +130,7 @@ def build(
         typer.Option(
             "--scheduler",
             envvar="BGCACHE_SCHEDULER",
+            callback=check_scheduler,
             metavar="ADDRESS",
             help=(
                 "Dask scheduler (tcp://HOST:PORT): each block becomes a task on its workers, "
@@ -212,12 +216,14 @@ def build(
         )
     except KeyboardInterrupt:
         spinner.stop()
-        progress_bar.stop()
+        if "task" in state:
+            progress_bar.stop()
         note("interrupted: every complete block is kept; run the same command to resume")
         raise typer.Exit(130) from None
     finally:
         spinner.stop()
-        progress_bar.stop()
+        if "task" in state:  # a Progress never started still prints a newline when stopped
+            progress_bar.stop()
     for text in result.notes:
         note(text, quiet=quiet)
     record = result.to_dict()

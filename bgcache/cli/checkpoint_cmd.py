@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bgcache.cli._options import check_seed
+
 if TYPE_CHECKING:
     from bgcache.models.checkpoint import CheckpointInfo
 
@@ -56,7 +58,10 @@ def init(
         typer.Option(help="Target mean fraction of fired pixels, in (0, 0.2]."),
     ] = 0.009,
     seed: Annotated[
-        int, typer.Option(help="Seed of the weights: same seed and torch, same file.")
+        int,
+        typer.Option(
+            callback=check_seed, help="Seed of the weights: same seed and torch, same file."
+        ),
     ] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
     json_output: Annotated[
@@ -89,7 +94,10 @@ def init(
 
 @checkpoint_app.command("info")
 def info(
-    file: Annotated[Path, typer.Argument(help="Checkpoint file (state_dict).", show_default=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", help="Checkpoint file (state_dict).", show_default=False),
+    ],
     model: Annotated[
         str | None,
         typer.Option(

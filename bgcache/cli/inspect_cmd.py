@@ -68,10 +68,14 @@ def inspect_pool(
     from bgcache.cli._output import event_progress, print_json
     from bgcache.store.pool import open_pool
 
-    if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
+    if plot is not None:  # a bad --plot fails now, not after reading the sample
         from bgcache.errors import UsageError
+        from bgcache.plot import check_plot_path
 
-        raise UsageError(f"--plot {str(plot)!r}: the file name must end in .png, .pdf or .svg")
+        try:
+            check_plot_path(plot)
+        except UsageError as exc:
+            raise UsageError(f"--plot: {exc}") from None
     opened = open_pool(pool)
     if plot is not None and len(opened):
         opened.block_of(event)  # a bad --event fails now, not after reading the sample

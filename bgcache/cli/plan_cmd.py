@@ -6,7 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
-from bgcache.cli._options import SeedOption
+from bgcache.cli._options import SeedOption, choice
+
+#: What a job does past its share (the same as ``bgcache.overlay.ON_EXHAUSTED``).
+ON_EXHAUSTED = ("generate", "reuse", "error")
 
 
 def plan(
@@ -35,6 +38,7 @@ def plan(
         str,
         typer.Option(
             "--on-exhausted",
+            callback=choice("a policy", ON_EXHAUSTED),
             help="What a job does when its share is used up: generate, reuse or error.",
         ),
     ] = "generate",

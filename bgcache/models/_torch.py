@@ -23,6 +23,7 @@ from bgcache.errors import (
     CheckpointFormatError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
+    DeviceError,
     DeviceMemoryError,
     MissingDependencyError,
     UsageError,
@@ -476,10 +477,18 @@ def _parse_device(device: str) -> torch.device:
         raise UsageError(
             f"device {device!r} is not a torch device: use 'cpu' or 'cuda[:N]'"
         ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device 'cuda' requested but no CUDA GPU is available: use --device cpu")
     if dev.type not in ("cpu", "cuda"):
         raise UsageError(f"device {device!r} is not supported: use 'cpu' or 'cuda[:N]'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(
+            f"device {device!r} requested but no CUDA GPU is available here: use --device cpu"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise DeviceError(
+            f"device {device!r} does not exist: this machine has {n} CUDA device(s), "
+            f"cuda:0..cuda:{n - 1}"
+        )
     return dev
 
 

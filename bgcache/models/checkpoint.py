@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bgcache._version import __version__
-from bgcache.errors import CheckpointFormatError, UsageError
+from bgcache.errors import UsageError
 from bgcache.models import GAN_MODELS, get_spec
 from bgcache.seeding import event_latents, validate_seed
 
@@ -147,11 +147,14 @@ def init_checkpoint(
         raise UsageError(f"mean charge must be in (1, 200) ADU, got {mean_charge!r}")
     out = Path(path)
     if out.is_dir():
-        raise CheckpointFormatError(
-            f"output {str(out)!r} is a directory: give a file name such as {model}.pt"
-        )
+        raise UsageError(f"output {str(out)!r} is a directory: give a file name such as {model}.pt")
     if not out.parent.exists():
         raise UsageError(f"output directory {str(out.parent)!r} does not exist: create it first")
+    if not out.parent.is_dir():
+        raise UsageError(
+            f"output {str(out)!r}: {str(out.parent)!r} is a file, not a directory: "
+            "write the checkpoint into a directory"
+        )
     if out.exists() and not overwrite:
         raise UsageError(f"{str(out)!r} already exists: pass --force to replace it")
 

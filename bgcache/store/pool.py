@@ -627,6 +627,8 @@ def open_storage(location: str | os.PathLike[str] | Storage) -> Storage:
     if not isinstance(location, str | os.PathLike):
         return location
     text = os.fspath(location)
+    if not text.strip():
+        raise UsageError("pool location is empty: give a directory or s3://bucket/prefix")
     if text.startswith("s3://"):
         from bgcache.store.s3 import S3Storage
 

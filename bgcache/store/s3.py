@@ -85,9 +85,10 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self._url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._s3 = _client()
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
-        self._ClientError = ClientError
+        # BotoCoreError: no connection to the endpoint, no credentials... (no response code)
+        self._ClientError = (ClientError, BotoCoreError)
 
     # -- names -----------------------------------------------------------------------------
     @property
