@@ -109,7 +109,7 @@ def test_unwritable_path_is_an_output_error(tmp_path: Path, stats: PoolStatistic
 def test_directory_as_path_is_a_usage_error(tmp_path: Path, stats: PoolStatistics) -> None:
     target = tmp_path / "dir.png"
     target.mkdir()
-    with pytest.raises(UsageError, match="cannot plot to .* it is a directory"):
+    with pytest.raises(UsageError, match=r"cannot plot to .* it is a directory"):
         plot_pool(target, stats)
     assert [p.name for p in tmp_path.iterdir()] == ["dir.png"]
 
