@@ -343,14 +343,18 @@ class PoolOverlay:
                     self.device,
                     content.get("device_type"),
                 )
+            needs_torch = get_spec(self.pool.model).needs_torch
             self._generator = load_model(
                 self.pool.model,
                 self.checkpoint,
-                device=self.device if get_spec(self.pool.model).needs_torch else "cpu",
+                device=self.device if needs_torch else "cpu",
                 optimize=bool(content.get("optimize", True)),
                 nintra=self.nintra,
                 ninter=self.ninter,
                 precision=str(content.get("precision", "fp32")),
+                # one event per pass, or the forward-pass shape a CUDA pool records (its
+                # events then equal what a build would store, at the cost of a padded pass)
+                batch_events=int(content.get("batch_events", 1)) if needs_torch else None,
             )
         return self._generator
 
