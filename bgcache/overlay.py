@@ -462,31 +462,30 @@ class PoolOverlay:
     def _prefetch_loop(self) -> None:
         q = self._queue
         assert q is not None
+
+        def put(item: Any) -> bool:
+            """Queue ``item``; False once the overlay stops (a consumer that stopped
+            drawing must not leave this thread blocked on a full queue: close() joins it)."""
+            while not self._stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         try:
             for block in self._read_pass():
-                while not self._stop.is_set():
-                    try:
-                        q.put(block, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                if not put(block):
                     return
             if self.prefetch_generate and self.on_exhausted == "generate":
                 k = 0
-                while not self._stop.is_set():
-                    item = self._generate(k)
-                    while not self._stop.is_set():
-                        try:
-                            q.put([item], timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
+                while not self._stop.is_set() and put([self._generate(k)]):
                     k += 1
                 return
-            q.put(_END)
+            put(_END)
         except BaseException as exc:  # handed to the consumer, which raises it
-            q.put(exc)
+            put(exc)
 
     def _stop_thread(self) -> None:
         if self._thread is not None:

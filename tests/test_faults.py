@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -655,6 +656,26 @@ def test_readers_beside_two_concurrent_writers(
         assert {k: v for k, v in mine.items() if k.startswith(stream)} == {
             k: v for k, v in theirs.items() if k.startswith(stream)
         }
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_overlay_closes_when_the_consumer_stops_before_the_prefetched_end(
+    tmp_path: Path, threads: int
+) -> None:
+    """Found by the readers above: a consumer that stopped drawing while the prefetch
+    thread had queued the rest of the pass left that thread blocked putting the end of
+    the pass on a full queue, and close() waited for it forever."""
+    build_pool(tmp_path / "p", model="synthetic", events=40, block_events=B)
+    overlay = PoolOverlay(
+        tmp_path / "p", on_exhausted="error", prefetch=2, prefetch_threads=threads
+    )
+    for _ in range(24):  # 3 windows of 8 drawn, the other 2 fill the queue, then the end
+        overlay.next_event()
+    time.sleep(0.5)  # the prefetch thread reaches the end of the pass
+    closing = threading.Thread(target=overlay.close, daemon=True)
+    closing.start()
+    closing.join(timeout=30)
+    assert not closing.is_alive(), "PoolOverlay.close() hangs"
 
 
 # -- read-only pools ----------------------------------------------------------------------------
