@@ -217,7 +217,7 @@ def test_kill_at_random_moments(
         attempts += 1
         assert attempts <= 3 * RANDOM_KILLS, "the builds end before the kills land"
         pool = tmp_path / f"k{attempts}"
-        delay = rng.uniform(-0.1 * work, work)  # a tenth of them before the pool exists
+        delay = rng.uniform(-0.1 * work, work)  # a tenth early: start-up, location checks
         proc = subprocess.Popen([*PY, *build_argv(pool, RANDOM_SEED, RANDOM_N)])
         if delay < 0:
             time.sleep(0.3 + rng.uniform(0, 0.2))  # interpreter start, imports, checks
@@ -635,8 +635,13 @@ def test_readers_beside_two_concurrent_writers(
     finally:
         time.sleep(0.5)  # the readers see the finished pool too
         stop.touch()
-        for r in readers:
-            r.wait(timeout=60)
+        try:
+            for r in readers:
+                r.wait(timeout=60)
+        finally:
+            for process in [*readers, *writers]:
+                if process.poll() is None:
+                    process.kill()
     stats = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(len(READERS))]
     print("readers:", [{k: v for k, v in s.items() if k != "errors"} for s in stats])
     record_property("concurrent_readers", stats)

@@ -6,7 +6,8 @@ every column's Zarr metadata is present and agrees with the marker; stored sizes
 the marker; every chunk and shard index passes its crc32c; counts add up; within each
 event the pixel indices strictly increase and stay on the detector; charges are > 0.
 Per pool: the root record, the stream groups, and the root's ``streams`` summary
-against the blocks.
+against the blocks: keys the summary lists that no complete block holds are *lost*
+blocks (a marker or block damaged or deleted; a summary only ever lists complete blocks).
 
 *Problems* are damage (exit code 1 in ``bgcache verify``); *warnings* are things that
 are not data but not clean either: incomplete blocks and ``*.partial`` files of an
