@@ -371,7 +371,8 @@ class TorchGenerator:
         return out
 
     def _batch(self, keys: Sequence[EventKey]) -> list[SparseEvent]:
-        """One forward pass of exactly ``batch_events`` events (zero latents pad the rest)."""
+        """One forward pass of the keys (at most ``batch_events``); with ``pad`` (on a GPU)
+        zero latents fill it up to exactly ``batch_events`` events."""
         n = len(keys)
         rows = (self.batch_events if self.pad else n) * N_SENSORS
         z = torch.zeros((rows, self.latent_dim), dtype=torch.float32)
@@ -384,7 +385,7 @@ class TorchGenerator:
             with torch.inference_mode():
                 charges = postprocess(self._forward(z)[: n * N_SENSORS], self.name)
                 return sparse_events(charges, n)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:  # (torch.OutOfMemoryError from torch 2.5 on)
             raise DeviceMemoryError(
                 f"{self.name}: a forward pass of {self.batch_events} events does not fit into "
                 f"the memory of {self.device}: use a smaller --batch-events (in a new pool: on "
