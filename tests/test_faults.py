@@ -241,7 +241,10 @@ def test_kill_at_random_moments(
     print(summary)
     record_property("random_kills", summary)
     assert kills >= 20
-    assert totals["incomplete"] and totals["blocks"]  # the kills did land mid-write
+    # the kills spread over the build (P(all before the first block) ~ 0.35**24); whether
+    # one lands inside a block's write is up to the machine's timing (a CI run saw none of
+    # 24), so the per-step kills below are what pins every moment of the write protocol
+    assert totals["blocks"]
 
 
 # -- kill -9 at each step of the write protocol ------------------------------------------------
@@ -633,7 +636,7 @@ def test_readers_beside_two_concurrent_writers(
             _, err = w.communicate(timeout=180)
             assert w.returncode == 0, err
     finally:
-        time.sleep(0.5)  # the readers see the finished pool too
+        time.sleep(2.0)  # the readers see the finished pool too (a loaded CI machine is slow)
         stop.touch()
         try:
             for r in readers:
