@@ -315,19 +315,26 @@ def build_pool(
         checkpoint = None
     storage = open_storage(pool)
     existing = check_build_location(storage, model)  # before loading a GAN for minutes
-    _check_plan_size(
-        first_index,
-        events,
-        block_events
-        or (
-            Layout.from_dict(existing["layout"]).block_events
-            if existing is not None
-            else default_block_events(model, device)
-        ),
-        shard_kn,
-    )
+    if existing is None:
+        layout = Layout(block_events or default_block_events(model, device))
+    else:
+        layout = Layout.from_dict(existing["layout"])
+        if block_events is not None and block_events != layout.block_events:
+            layout = Layout(block_events, layout.chunk_hits, layout.compression)  # refused below
+    _check_plan_size(first_index, events, layout.block_events, shard_kn)
     if spec.needs_torch and batch_events is None and existing is not None:
         batch_events = existing["content"].get("batch_events")  # a CUDA pool keeps its own
+    # how this process, worker processes and Dask workers load the generator
+    options = {
+        "model": model,
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "device": device,
+        "optimize": optimize,
+        "nintra": nintra,
+        "ninter": ninter,
+        "precision": precision,
+        **({"batch_events": batch_events} if spec.needs_torch else {}),
+    }
     client = None
     if scheduler is not None:
         from bgcache.distributed import connect
@@ -336,25 +343,10 @@ def build_pool(
 
     try:
         t0 = time.perf_counter()
-        gen = load_model(
-            model,
-            checkpoint,
-            device=device,
-            optimize=optimize,
-            nintra=nintra,
-            ninter=ninter,
-            precision=precision,
-            batch_events=batch_events if spec.needs_torch else None,
-        )
+        gen = load_generator(options)
         load_seconds = time.perf_counter() - t0
         batch = getattr(gen, "batch_events", None) or batch_events or _DEFAULT_BATCH
         content, hints = content_record(dict(gen.metadata()))
-        if existing is None:
-            layout: Layout | None = Layout(block_events or default_block_events(model, device))
-        else:
-            layout = Layout.from_dict(existing["layout"])
-            if block_events is not None and block_events != layout.block_events:
-                layout = Layout(block_events, layout.chunk_hits, layout.compression)
         target = create_or_open_pool(storage, content, layout, hints=hints)
         B = target.layout.block_events
         result = BuildResult(
@@ -388,16 +380,6 @@ def build_pool(
             progress(done, total)
         if todo:
             target.ensure_stream(seed)
-            options = {
-                "model": model,
-                "checkpoint": str(checkpoint) if checkpoint is not None else None,
-                "device": device,
-                "optimize": optimize,
-                "nintra": nintra,
-                "ninter": ninter,
-                "precision": precision,
-                **({"batch_events": batch} if spec.needs_torch else {}),
-            }
             try:
                 if client is not None:
                     from bgcache.distributed import build_on_dask
@@ -525,10 +507,16 @@ def _build_inline(
 _WORKER: dict[str, Any] = {}
 
 
+def load_generator(options: dict[str, Any]) -> Any:
+    """The generator of a build's ``options`` (model, checkpoint and the
+    :func:`bgcache.models.load_model` keywords), as every process of a build loads it."""
+    opts = dict(options)
+    return load_model(opts.pop("model"), opts.pop("checkpoint"), **opts)
+
+
 def _worker_init(url: str, options: dict[str, Any]) -> None:
     """Load the model once per worker process."""
-    opts = dict(options)
-    _WORKER["gen"] = load_model(opts.pop("model"), opts.pop("checkpoint"), **opts)
+    _WORKER["gen"] = load_generator(options)
     _WORKER["pool"] = Pool(open_storage(url), read_root_record(open_storage(url)))
 
 
@@ -594,6 +582,7 @@ __all__ = [
     "build_pool",
     "content_record",
     "default_block_events",
+    "load_generator",
     "parse_shard",
     "plan_blocks",
 ]

@@ -50,16 +50,14 @@ def dask_block(
     url: str, options: dict[str, Any], task: BlockTask, batch: int
 ) -> tuple[int, int, float, float]:
     """The task run on a worker: one block, generated and written into the pool."""
-    from bgcache.build import write_task
-    from bgcache.models import load_model
+    from bgcache.build import load_generator, write_task
     from bgcache.store.pool import Pool, open_storage
     from bgcache.store.records import read_root_record
 
     key = json.dumps([url, options], sort_keys=True)
     if _STATE.get("key") != key:
         _STATE.clear()
-        opts = dict(options)
-        gen = load_model(opts.pop("model"), opts.pop("checkpoint"), **opts)
+        gen = load_generator(options)
         storage = open_storage(url)
         _STATE.update(key=key, gen=gen, pool=Pool(storage, read_root_record(storage)))
     return write_task(_STATE["gen"], _STATE["pool"], task, batch)

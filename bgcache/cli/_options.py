@@ -52,30 +52,34 @@ def check_seed(value: Any) -> Any:
     return value
 
 
-def check_shard(value: Any) -> Any:
-    """Callback of ``--shard``: ``K/N`` with 0 <= K < N."""
-    if value is not None:
-        from bgcache.build import parse_shard
-        from bgcache.errors import UsageError
+def _checked_by(target: str, doc: str) -> Any:
+    """A callback running the library's check ``"module:function"`` (imported when used),
+    its UsageError becoming a usage error of the option."""
+    module_name, _, func_name = target.partition(":")
 
-        try:
-            parse_shard(value)
-        except UsageError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return value
+    def check(value: Any) -> Any:
+        if value is not None:
+            import importlib
+
+            from bgcache.errors import UsageError
+
+            try:
+                getattr(importlib.import_module(module_name), func_name)(value)
+            except UsageError as exc:
+                raise typer.BadParameter(str(exc)) from None
+        return value
+
+    check.__doc__ = doc
+    return check
 
 
-def check_scheduler(value: Any) -> Any:
-    """Callback of ``--scheduler``: a Dask scheduler address ``tcp://HOST:PORT``."""
-    if value is not None:
-        from bgcache.distributed import check_address
-        from bgcache.errors import UsageError
-
-        try:
-            check_address(value)
-        except UsageError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return value
+check_shard = _checked_by(
+    "bgcache.build:parse_shard", "Callback of ``--shard``: ``K/N``, 0 <= K < N."
+)
+check_scheduler = _checked_by(
+    "bgcache.distributed:check_address",
+    "Callback of ``--scheduler``: a Dask scheduler address ``tcp://HOST:PORT``.",
+)
 
 
 def choice(name: str, choices: tuple[str, ...]) -> Any:
