@@ -1,5 +1,6 @@
 """The batched GAN build path on a GPU: events/s per model and precision, a scan over
-``batch_events`` (events per forward pass), peak GPU memory, the time of hit extraction,
+``batch_events`` (events per forward pass), peak GPU memory, the time of hit extraction (also
+against numpy on a dense host copy, the path before the GPU build path),
 and the fraction of events (and pixels) whose hits differ from the CPU fp32 result.
 
 Run:  python benchmarks/gpu.py                                  (all models, on cuda)
@@ -107,6 +108,35 @@ def bench(
     }
 
 
+def bench_extraction(device: str, repeats: int = 20) -> dict[str, float]:
+    """Hits of one event (0.9 % of pixels fired): numpy on a dense host copy (the path of
+    SparseEvent.from_dense) against sparse_events where the charges are; best of repeats."""
+    import torch
+
+    from bgcache.hits import SparseEvent
+    from bgcache.models._torch import sparse_events
+
+    rng = np.random.default_rng(0)
+    dense = np.zeros((40, 250, 768), np.uint8)
+    fired = rng.random(dense.shape) < 0.009
+    dense[fired] = rng.integers(1, 256, int(fired.sum()), dtype=np.uint8)
+    charges = torch.from_numpy(dense).to(device)
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return 1000 * min(times)
+
+    dense_ms = best(lambda: SparseEvent.from_dense(charges.cpu().numpy()))
+    device_ms = best(lambda: sparse_events(charges, 1))
+    return {"hits": int(fired.sum()), "dense_ms": dense_ms, "sparse_events_ms": device_ms}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["convnet", "resnet", "ieagan"])
@@ -127,6 +157,7 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("no CUDA device here: run with --device cpu to check the script on the CPU")
     print(f"device: {device_name(args.device)}", file=sys.stderr)
+    extraction = bench_extraction(args.device)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -160,9 +191,16 @@ def main() -> None:
                     if args.device.startswith("cuda"):
                         torch.cuda.empty_cache()
     if args.json:
-        print(json.dumps({"device": device_name(args.device), "rows": rows}, indent=1))
+        out = {"device": device_name(args.device), "extraction": extraction, "rows": rows}
+        print(json.dumps(out, indent=1))
         return
     print(f"Device: {device_name(args.device)}\n")
+    e = extraction
+    print(
+        f"Hit extraction of one event ({e['hits']:,} hits): copy to the host + numpy "
+        f"{e['dense_ms']:.2f} ms, sparse_events on {args.device} {e['sparse_events_ms']:.2f} ms "
+        f"({e['dense_ms'] / e['sparse_events_ms']:.1f}x)\n"
+    )
     print(
         "| model | precision | batch | events/s | peak GiB | extraction ms/event "
         "| events differing from CPU fp32 | pixels differing |"
