@@ -1,8 +1,12 @@
-"""Tests of bgcache.adapters.basf2 against a stand-in of basf2 (tests/basf2_standin).
+"""Tests of bgcache.adapters.basf2 on real PyROOT, with a stand-in of basf2 (tests/basf2_standin).
 
-basf2 cannot be installed here: ``tests/basf2_standin`` holds a few lines that act like
-the basf2 / ROOT.Belle2 calls the adapter makes (NOT basf2). The ``standin`` fixture puts
-that folder on ``sys.path`` for one test, so ``import basf2`` / ``import ROOT`` find it.
+basf2 cannot be installed here, ROOT can (the ``root`` wheel of the test extra). The Belle II
+classes the adapter touches are C++ replicas compiled by ROOT's cling
+(``tests/basf2_standin/belle2_standin.h``): ``ROOT.Belle2.PXDDigit`` is a real class and the
+digits collection a real ``TClonesArray``. Only basf2's own Python calls (Module, Path,
+B2INFO...) are a few lines of Python (``tests/basf2_standin/basf2.py``, NOT basf2). The
+``standin`` fixture puts that folder on ``sys.path`` for one test and stands for a basf2
+release with ``PyStoreArray.fillArray`` or without it.
 """
 
 from __future__ import annotations
@@ -11,65 +15,76 @@ import inspect
 import os
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bgcache import build_pool, open_pool
+from bgcache.adapters import _digits
 from bgcache.adapters import basf2 as adapter
-from bgcache.errors import MissingDependencyError, PoolMismatchError, UsageError
+from bgcache.errors import EventError, MissingDependencyError, PoolMismatchError, UsageError
+from bgcache.hits import SparseEvent
 from bgcache.overlay import PoolOverlay
 from bgcache.seeding import seed_from_string
 
 STANDIN = Path(__file__).parent / "basf2_standin"
-Digits = list[tuple[int, int, int, int]]
 
 
-@pytest.fixture
-def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
-    """The basf2 and ROOT stand-ins, freshly imported and reset, for one test."""
-    for name in ("basf2", "ROOT"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
+def _load_standin(monkeypatch: pytest.MonkeyPatch, fill_array: bool) -> SimpleNamespace:
+    pytest.importorskip("ROOT", reason="needs ROOT: pip install root (bgcache's test extra)")
+    monkeypatch.delitem(sys.modules, "basf2", raising=False)
     monkeypatch.syspath_prepend(str(STANDIN))
     import basf2
     import ROOT
 
-    assert "NOT basf2" in (basf2.__doc__ or "") and "NOT basf2" in (ROOT.__doc__ or "")
+    assert "NOT basf2" in (basf2.__doc__ or "")
     basf2.reset()
-    ROOT.reset()
-    yield SimpleNamespace(basf2=basf2, ROOT=ROOT)
-    for name in ("basf2", "ROOT"):
-        sys.modules.pop(name, None)
+    basf2.use_fill_array(fill_array)
+    return SimpleNamespace(basf2=basf2, ROOT=ROOT, belle2=ROOT.Belle2)
+
+
+@pytest.fixture(autouse=True)
+def _forget_standin() -> Iterator[None]:
+    """No test leaves the stand-in importable as ``basf2``."""
+    yield
+    sys.modules.pop("basf2", None)
+
+
+@pytest.fixture
+def standin(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """basf2 (stand-in) on real ROOT, as a release without ``PyStoreArray.fillArray``."""
+    return _load_standin(monkeypatch, fill_array=False)
+
+
+@pytest.fixture(params=["fillArray", "cling"])
+def release(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A release with ``fillArray`` (the module takes it) and one without (cling filler)."""
+    return _load_standin(monkeypatch, fill_array=request.param == "fillArray"), request.param
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 20-event synthetic pool (numpy only: no torch)."""
+    """A 20-event synthetic pool (numpy only: no torch), ~69,000 hits an event."""
     path = tmp_path_factory.mktemp("basf2") / "p"
     build_pool(path, model="synthetic", events=20, block_events=8)
     return path
 
 
 def recorder(standin: SimpleNamespace, collection: str = "PXDDigits_beamBG") -> Any:
-    """A stand-in module, placed after ours, that copies the collection at each event."""
-    basf2, belle2 = standin.basf2, standin.ROOT.Belle2
+    """A module, placed after ours, that copies the collection (read in C++) at each event."""
 
-    class Recorder(basf2.Module):  # type: ignore[name-defined,misc]
+    class Recorder(standin.basf2.Module):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:
             super().__init__()
-            self.events: list[Digits] = []
+            self.events: list[np.ndarray] = []
 
         def event(self) -> None:
-            array = belle2.PyStoreArray(collection, belle2.DataStore.c_Event)
-            self.events.append(
-                [
-                    (d.getSensorID().getID(), d.getUCellID(), d.getVCellID(), d.getCharge())
-                    for d in array
-                ]
-            )
+            self.events.append(standin.basf2.read_digits(collection))
 
     return Recorder()
 
@@ -95,24 +110,24 @@ def run(
     return module, rec
 
 
-def expected(pool: Path, n_events: int, **overlay_params: Any) -> list[Digits]:
+def digits_of(event: SparseEvent) -> np.ndarray:
+    d = event.to_digits()
+    return np.stack([d[c].astype(np.uint16) for c in ("vxd_id", "u_cell", "v_cell", "charge")], 1)
+
+
+def expected(pool: Path, n_events: int, **overlay_params: Any) -> list[np.ndarray]:
     """The digits a separate PoolOverlay with the same parameters hands out."""
     with PoolOverlay(pool, **overlay_params) as overlay:
-        out = []
-        for _ in range(n_events):
-            d = overlay.next_event().to_digits()
-            out.append(
-                list(
-                    zip(
-                        d["vxd_id"].tolist(),
-                        d["u_cell"].tolist(),
-                        d["v_cell"].tolist(),
-                        d["charge"].tolist(),
-                        strict=True,
-                    )
-                )
-            )
-        return out
+        return [digits_of(overlay.next_event()) for _ in range(n_events)]
+
+
+def assert_same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    assert len(got) == len(want)
+    for n, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g.shape == w.shape, (
+            f"event {n}: {g.shape[0]} digits, the pool event has {w.shape[0]}"
+        )
+        assert np.array_equal(g, w), f"event {n} differs"
 
 
 # -- without basf2 ----------------------------------------------------------------------------
@@ -135,6 +150,162 @@ def test_importing_the_adapter_imports_no_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+# -- the PXDDigit columns (no ROOT) -----------------------------------------------------------
+def test_digit_columns_are_the_constructor_arguments_as_ushort() -> None:
+    event = SparseEvent([0, 39], [0, 249], [0, 767], [1, 255])
+    cols = _digits.pxd_digit_columns(event)
+    assert list(cols) == list(_digits.DIGIT_COLUMNS)
+    assert all(c.dtype == np.uint16 and c.flags.c_contiguous for c in cols.values())
+    assert cols["sensorID"].tolist() == [8480, 19520]
+    assert cols["uCellID"].tolist() == [0, 249] and cols["vCellID"].tolist() == [0, 767]
+    assert _digits.pxd_digit_columns(SparseEvent.empty())["charge"].shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("columns", "match"),
+    [
+        (([40], [0], [0], [5]), r"'sensor' holds 40\.\.40, a PXDDigit takes 0\.\.39"),
+        (([0], [250], [0], [5]), r"'u' holds 250\.\.250"),
+        (([0], [0], [768], [5]), r"'v' holds 768\.\.768"),
+        (([0], [0], [0], [0]), r"'charge' holds 0\.\.0, a PXDDigit takes 1\.\.65535"),
+        (([0], [0], [0], np.array([70000], np.uint32)), r"'charge' holds 70000\.\.70000"),
+        (([0], [0], [-1], [5]), r"'v' holds -1\.\.-1"),
+        (([0], [0], [0.5], [5]), "must hold integers"),
+        (([0, 0], [0], [0, 1], [5, 5]), r"'u' has shape \(1,\), expected \(2,\)"),
+    ],
+    ids=["sensor", "u", "v", "charge-0", "charge-above-ushort", "negative", "float", "length"],
+)
+def test_digit_columns_refuse_what_would_wrap(columns: tuple[Any, ...], match: str) -> None:
+    """Checked before conversion: astype(np.uint16) would wrap 70000 to 4464 silently."""
+    event = SparseEvent(*(np.asarray(c) for c in columns), validate=False)
+    with pytest.raises(EventError, match=match):
+        _digits.pxd_digit_columns(event)
+
+
+# -- fill paths on real TClonesArrays ----------------------------------------------------------
+def test_the_release_decides_the_fill_path(release: Any, pool: Path) -> None:
+    standin, path = release
+    module, _ = run(standin, 0, pool=pool, seed=1)
+    assert module.core.filler.path == path
+    reason = {
+        "fillArray": "has PyStoreArray.fillArray",
+        "cling": "has no fillArray; a filler compiled by cling, members stored as TTree",
+    }
+    (info,) = [m for m in standin.basf2.messages("INFO") if "fills PXDDigits_beamBG by" in m]
+    assert f"by {path} (" in info and reason[path] in info
+    assert standin.basf2.messages("WARNING") == []
+
+
+def test_every_digit_equals_the_pool_event(release: Any, pool: Path) -> None:
+    """24 events over three blocks and the on-the-fly fallback past the share's end: the
+    TClonesArray holds exactly the pool event, hit for hit, and does not grow."""
+    standin, _ = release
+    module, rec = run(standin, 24, pool=pool, seed=11, job=0, njobs=1)
+    assert_same(rec.events, expected(pool, 24, seed=11, job=0, njobs=1))
+    assert (module.stats.from_pool, module.stats.generated) == (20, 4)
+    assert module.core.fill_stats.events == 24
+    assert module.core.fill_stats.digits == sum(len(e) for e in rec.events)
+    # the PyROOT view of the same array agrees with the C++ read
+    array = standin.belle2.PyStoreArray("PXDDigits_beamBG")
+    digit = array[len(array) - 1]
+    assert type(digit).__name__ == "PXDDigit"
+    last = rec.events[-1][-1].tolist()
+    assert [digit.getSensorID().getID(), digit.getUCellID(), digit.getVCellID()] == last[:3]
+    assert digit.getCharge() == last[3]
+
+
+def test_collection_is_cleared_each_event(release: Any, pool: Path) -> None:
+    """BGOverlayInput's digits (the stand-in puts 3 of charge 999) are replaced, and one
+    event's digits do not pile up on the previous ones."""
+    standin, _ = release
+    _, rec = run(standin, 3, pool=pool, seed=5)
+    marker = standin.basf2.BGOverlayInputStandIn.MARKER_CHARGE
+    assert [len(e) for e in rec.events] == [len(e) for e in expected(pool, 3, seed=5)]
+    assert all(not (event[:, 3] == marker).any() for event in rec.events)
+
+
+def test_an_event_without_hits_empties_the_array(release: Any) -> None:
+    """basf2's fillArray indexes the first element of each column: an empty event is not
+    passed to it (the real one would raise IndexError), and the array is cleared."""
+    standin, path = release
+    belle2, store = standin.belle2, standin.belle2.DataStore
+    array = belle2.PyStoreArray(belle2.PXDDigit.Class(), "PXDDigits_x", store.c_Event)
+    assert array.registerInDataStore("PXDDigits_x", store.c_DontWriteOut)
+    belle2.StandIn.putDigits("PXDDigits_x", 5, 7)
+    filler = _digits.select_filler(belle2, standin.ROOT)
+    assert filler.path == path
+    empty = _digits.pxd_digit_columns(SparseEvent.empty())
+    if path == "fillArray":
+        with pytest.raises(IndexError):  # what the stand-in (and basf2) does with it
+            array.fillArray(**empty)
+    filler(array, empty)
+    assert len(array) == 0
+
+
+def test_member_stores_and_constructors_fill_the_same_digits(standin: Any, pool: Path) -> None:
+    """The cling filler stores the four members into the slots ``ExpandCreateFast`` keeps
+    (as TTree::GetEntry does) where the class has the basf2 header's layout, and constructs
+    each digit otherwise: the arrays are the same whatever the previous event left there."""
+    belle2, store = standin.belle2, standin.belle2.DataStore
+    stores = _digits.compile_filler(standin.ROOT)
+    construct = _digits.compile_filler(standin.ROOT, member_stores=False)
+    assert stores is not None and construct is not None
+    assert standin.ROOT.bgcache_basf2.digit_layout_ok()
+    reader = open_pool(pool)
+    events = [reader[i] for i in (0, 1, 2)] + [SparseEvent.empty(), reader[3]]
+    arrays = {}
+    for name, fill in (("stores", stores), ("construct", construct)):
+        array = belle2.PyStoreArray(belle2.PXDDigit.Class(), name, store.c_Event)
+        assert array.registerInDataStore(name, store.c_DontWriteOut)
+        belle2.StandIn.putDigits(name, 80_000, 999)  # more slots than any event: reused
+        arrays[name] = []
+        for event in events:
+            fill(array, _digits.pxd_digit_columns(event))
+            arrays[name].append(standin.basf2.read_digits(name))
+    assert_same(arrays["stores"], [digits_of(e) for e in events])
+    assert_same(arrays["construct"], arrays["stores"])
+
+
+def test_per_hit_fallback_fills_the_same_digits_and_warns(standin: Any, pool: Path) -> None:
+    module, rec = run(standin, 1, pool=pool, seed=2, fill="python")
+    assert module.core.filler.path == "python"
+    assert_same(rec.events, expected(pool, 1, seed=2))
+    first, cost = standin.basf2.messages("WARNING")
+    assert "by python (fill='python' was asked for)" in first and "seconds per event" in first
+    assert "took" in cost and f"for {len(rec.events[0])} digits" in cost and "us a digit" in cost
+
+
+def test_cling_can_be_forced_where_fill_array_exists(
+    monkeypatch: pytest.MonkeyPatch, pool: Path
+) -> None:
+    standin = _load_standin(monkeypatch, fill_array=True)
+    module, rec = run(standin, 2, pool=pool, seed=3, fill="cling")
+    assert module.core.filler.path == "cling"
+    assert_same(rec.events, expected(pool, 2, seed=3))
+
+
+def test_fill_array_asked_for_on_a_release_without_it(standin: Any, pool: Path) -> None:
+    with pytest.raises(UsageError, match="PyStoreArray has no fillArray"):
+        run(standin, 1, pool=pool, fill="fillArray")
+    assert standin.basf2.registrations() == [
+        ("BackgroundInfo", 1, 0),
+        ("PXDDigits_beamBG", 0, 3),
+    ]  # BGOverlayInput's; ours registered nothing
+    (error,) = standin.basf2.messages("ERROR")
+    assert "fill='auto'" in error
+
+
+def test_cling_filler_refuses_an_array_of_another_class(standin: Any) -> None:
+    belle2, store = standin.belle2, standin.belle2.DataStore
+    other = belle2.PyStoreArray(belle2.BackgroundInfo.Class(), "Infos", store.c_Event)
+    assert other.registerInDataStore("Infos", store.c_DontWriteOut)
+    fill = _digits.compile_filler(standin.ROOT)
+    assert fill is not None
+    cols = _digits.pxd_digit_columns(SparseEvent([0], [1], [2], [3]))
+    with pytest.raises(UsageError, match=r"put -1 of 1 digits into Infos.*Belle2::PXDDigit"):
+        fill(other, cols)
 
 
 # -- the module -------------------------------------------------------------------------------
@@ -172,37 +343,25 @@ def test_registers_the_collection_with_event_durability(
         pool=pool,
         extension=extension,
     )
-    store = standin.ROOT.Belle2.DataStore
-    assert (collection, store.c_Event, store.c_DontWriteOut) in standin.ROOT.REGISTRATIONS
+    store = standin.belle2.DataStore
+    assert (collection, store.c_Event, store.c_DontWriteOut) in standin.basf2.registrations()
     assert module.core.collection == collection
 
 
 def test_digits_are_the_pool_events_in_draw_order(standin: SimpleNamespace, pool: Path) -> None:
     module, rec = run(standin, 3, pool=pool, seed=11, job=1, njobs=2)
-    assert rec.events == expected(pool, 3, seed=11, job=1, njobs=2)
+    assert_same(rec.events, expected(pool, 3, seed=11, job=1, njobs=2))
     # the last one is the pool's event at the key the overlay reports
     source, key = module.overlay.last
     assert source == "pool"
-    event = open_pool(pool).event(open_pool(pool).position(*key)).to_digits()
-    assert rec.events[-1][:5] == list(
-        zip(*(event[c][:5].tolist() for c in ("vxd_id", "u_cell", "v_cell", "charge")), strict=True)
-    )
+    reader = open_pool(pool)
+    assert np.array_equal(rec.events[-1], digits_of(reader.event(reader.position(*key))))
     assert module.stats.from_pool == 3
-
-
-def test_collection_is_cleared_each_event(standin: SimpleNamespace, pool: Path) -> None:
-    """BGOverlayInput's digits (the stand-in puts 3 with charge 999) are replaced, and one
-    event's digits do not pile up on the previous ones."""
-    _, rec = run(standin, 2, pool=pool, seed=5)
-    marker = standin.basf2.BGOverlayInputStandIn.MARKER_CHARGE
-    want = expected(pool, 2, seed=5)
-    assert [len(e) for e in rec.events] == [len(e) for e in want]
-    assert all(charge != marker for event in rec.events for *_, charge in event)
 
 
 def test_reuse_when_the_share_is_used_up(standin: SimpleNamespace, pool: Path) -> None:
     module, rec = run(standin, 3, pool=pool, seed=2, job=0, njobs=10, on_exhausted="reuse")
-    assert rec.events == expected(pool, 3, seed=2, job=0, njobs=10, on_exhausted="reuse")
+    assert_same(rec.events, expected(pool, 3, seed=2, job=0, njobs=10, on_exhausted="reuse"))
     assert (module.stats.from_pool, module.stats.reused) == (2, 1)
 
 
@@ -211,14 +370,14 @@ def test_seed_defaults_to_the_framework_seed(standin: SimpleNamespace, pool: Pat
     module, rec = run(standin, 2, pool=pool)
     seed = seed_from_string("12345")
     assert module.core.seed == seed
-    assert rec.events == expected(pool, 2, seed=seed)
+    assert_same(rec.events, expected(pool, 2, seed=seed))
     assert any(f"seed {seed} (derived" in m for m in standin.basf2.messages("INFO"))
 
 
 def test_given_seed_is_used(standin: SimpleNamespace, pool: Path) -> None:
     module, rec = run(standin, 1, pool=pool, seed=-7)
     assert module.core.seed == -7
-    assert rec.events == expected(pool, 1, seed=-7)
+    assert_same(rec.events, expected(pool, 1, seed=-7))
 
 
 def test_terminate_closes_and_logs_the_counters(standin: SimpleNamespace, pool: Path) -> None:
@@ -226,16 +385,46 @@ def test_terminate_closes_and_logs_the_counters(standin: SimpleNamespace, pool: 
     assert module.overlay._closed
     summary = module.stats.summary()
     assert summary.startswith("2 events: 2 from the pool")
-    assert f"PXDBackgroundOverlay (share 0 of 1): {summary}" in standin.basf2.messages("INFO")
+    (line,) = [m for m in standin.basf2.messages("INFO") if m.startswith("PXDBackgroundOverlay (")]
+    assert line.startswith(f"PXDBackgroundOverlay (share 0 of 1): {summary}; filled 2 events (")
+    assert "digits) by cling in" in line
 
 
-# -- errors at initialize ---------------------------------------------------------------------
+# -- the SVD overlay's second BGOverlayInput ------------------------------------------------
+def svd_overlay_path(standin: SimpleNamespace) -> Any:
+    path = standin.basf2.Path()
+    path.add_module("BGOverlayInput")
+    path.add_module(
+        "BGOverlayInput", bkgInfoName="BackgroundInfoSVDOverlay", extensionName="_SVDOverlay"
+    )
+    return path
+
+
+def test_bkg_info_name_picks_the_background_info(standin: SimpleNamespace, pool: Path) -> None:
+    path = svd_overlay_path(standin)
+    module = path.add_module(
+        adapter.PXDBackgroundOverlayModule(pool, seed=1, bkg_info_name="BackgroundInfoSVDOverlay")
+    )
+    svd, beam = recorder(standin, "PXDDigits_SVDOverlay"), recorder(standin)
+    path.add_module(svd)
+    path.add_module(beam)
+    standin.basf2.process(path, 1)
+    assert module.core.collection == "PXDDigits_SVDOverlay"
+    assert_same(svd.events, expected(pool, 1, seed=1))
+    assert beam.events[0][:, 3].tolist() == [999, 999, 999]  # the other one is untouched
+
+
 def test_missing_background_info_is_a_clear_error(standin: SimpleNamespace, pool: Path) -> None:
     with pytest.raises(UsageError, match="add this module after BGOverlayInput"):
         run(standin, 1, bg_overlay=False, pool=pool)
-    assert standin.ROOT.REGISTRATIONS == []  # nothing registered
+    assert standin.basf2.registrations() == []  # nothing registered
     (error,) = standin.basf2.messages("ERROR")
     assert "inject_overlay" in error
+
+
+def test_a_background_info_name_nobody_creates(standin: SimpleNamespace, pool: Path) -> None:
+    with pytest.raises(UsageError, match=r"no BackgroundInfoX in the DataStore.*bkg_info_name"):
+        run(standin, 1, pool=pool, bkg_info_name="BackgroundInfoX")
 
 
 def test_empty_extension_is_refused(standin: SimpleNamespace, pool: Path) -> None:
@@ -250,8 +439,9 @@ def test_model_must_match_the_pool(standin: SimpleNamespace, pool: Path) -> None
     path.add_module(module)
     with pytest.raises(PoolMismatchError, match=r"model='convnet'.*holds synthetic events"):
         standin.basf2.process(path, 1)
+    standin.basf2.reset()
     module, rec = run(standin, 1, pool=pool, model="synthetic", seed=1)
-    assert rec.events == expected(pool, 1, seed=1)
+    assert_same(rec.events, expected(pool, 1, seed=1))
 
 
 def test_globaltag_without_checkpoint_warns(standin: SimpleNamespace, pool: Path) -> None:
@@ -274,8 +464,10 @@ def test_missing_pool_is_reported_at_initialize(standin: SimpleNamespace, tmp_pa
         ({"seed": 2**63}, "out of range"),
         ({"prefetch": -1}, "prefetch"),
         ({"model": 3}, "model must be a string"),
+        ({"fill": "clang"}, r"fill must be one of auto, fillArray, cling, python.*'cling'"),
+        ({"bkg_info_name": 1}, "bkg_info_name must be a string"),
     ],
-    ids=["job", "on_exhausted", "seed", "prefetch", "model"],
+    ids=["job", "on_exhausted", "seed", "prefetch", "model", "fill", "bkg_info_name"],
 )
 def test_invalid_parameters_fail_at_once(
     standin: SimpleNamespace, pool: Path, params: dict[str, Any], match: str
@@ -284,11 +476,15 @@ def test_invalid_parameters_fail_at_once(
         adapter.PXDBackgroundOverlayModule(pool, **params)
 
 
+def test_empty_bkg_info_name_is_the_default_name() -> None:
+    assert adapter.parse_params(pool="p", bkg_info_name="").bkg_info_name == "BackgroundInfo"
+
+
 # -- parallel processing ----------------------------------------------------------------------
-def test_a_forked_worker_draws_its_sub_share(
-    standin: SimpleNamespace, pool: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """After initialize, basf2 -p 2 forks; worker 1 of job 1 of 2 draws share 3 of 4."""
+def test_forked_workers_fill_their_own_arrays(release: Any, pool: Path, tmp_path: Path) -> None:
+    """basf2 -p 2 forks after initialize: each worker of job 1 of 2 draws its sub-share
+    (share 2 and 3 of 4) into its own process's array, with the filler compiled before."""
+    standin, path_name = release
     basf2 = standin.basf2
     path = basf2.Path()
     path.add_module("BGOverlayInput")
@@ -297,17 +493,40 @@ def test_a_forked_worker_draws_its_sub_share(
     for m in path.modules():
         m.initialize()
     assert module.overlay._thread is None  # no prefetch thread when basf2 forks
-    standin.ROOT.PROCESS.update(id=1, workers=2)
-    parent = os.getpid()
-    monkeypatch.setattr(os, "getpid", lambda: parent + 1)
-    for _ in range(2):
-        for m in path.modules():
-            m.event()
+    children = {}
+    for worker in range(2):
+        out = tmp_path / f"worker{worker}"
+        pid = os.fork()
+        if pid == 0:  # the worker: run 2 events, save what the array held, never return
+            code = 1
+            try:
+                basf2.Belle2.ProcHandler.setStandIn(worker, 2)
+                for _ in range(2):
+                    for m in path.modules():
+                        m.event()
+                for m in path.modules():
+                    m.terminate()
+                np.savez(out.with_suffix(".npz"), *rec.events)
+                out.with_suffix(".log").write_text("\n".join(basf2.messages("INFO")))
+                code = 0
+            except BaseException:
+                out.with_suffix(".err").write_text(traceback.format_exc())
+            finally:
+                os._exit(code)
+        children[worker] = pid
+    for worker, pid in children.items():
+        _, status = os.waitpid(pid, 0)
+        err = tmp_path / f"worker{worker}.err"
+        assert os.waitstatus_to_exitcode(status) == 0, err.read_text() if err.exists() else ""
+        with np.load(tmp_path / f"worker{worker}.npz") as saved:
+            got = [saved[f"arr_{i}"] for i in range(2)]
+        assert_same(got, expected(pool, 2, seed=4, job=2 + worker, njobs=4))
+        log = (tmp_path / f"worker{worker}.log").read_text()
+        assert f"worker {worker} of 2 draws share {2 + worker} of 4" in log
+        assert f"by {path_name} in" in log
+    assert rec.events == []  # the parent drew nothing
     for m in path.modules():
         m.terminate()
-    assert (module.core.job, module.core.njobs) == (3, 4)
-    assert rec.events == expected(pool, 2, seed=4, job=3, njobs=4)
-    assert any("worker 1 of 2 draws share 3 of 4" in m for m in basf2.messages("INFO"))
 
 
 def test_process_share_keeps_jobs_disjoint() -> None:
@@ -319,13 +538,18 @@ def test_process_share_keeps_jobs_disjoint() -> None:
 
 # -- inject_overlay ---------------------------------------------------------------------------
 def fake_add_simulation(
-    path: Any, components: list[str] | None = None, bkgfiles: Any = None
+    path: Any, components: list[str] | None = None, bkgfiles: Any = None, svd: bool = False
 ) -> str:
-    """Like simulation.add_simulation: BGOverlayInput only with background files."""
+    """Like simulation.add_simulation: BGOverlayInput only with background files (and a
+    second one for the SVD overlay)."""
     import basf2
 
     if bkgfiles:
         path.add_module(basf2.register_module("BGOverlayInput"))
+    if svd:
+        path.add_module(
+            "BGOverlayInput", bkgInfoName="BackgroundInfoSVDOverlay", extensionName="_SVDOverlay"
+        )
     for name in ("FullSim", "PXDDigitizer", "BGOverlayExecutor"):
         path.add_module(name)
     return "done"
@@ -339,18 +563,34 @@ def test_inject_overlay_places_the_module_after_bg_overlay_input(
     assert inspect.signature(add_simulation) == inspect.signature(fake_add_simulation)
     path = standin.basf2.Path()
     path.add_module("EventInfoSetter")
-    assert add_simulation(path, bkgfiles=["bg.root"]) == "done"
+    assert add_simulation(path, bkgfiles=["bg.root"], svd=True) == "done"
     assert [m.name() for m in path.modules()] == [
         "EventInfoSetter",
         "BGOverlayInput",
         "PXDBackgroundOverlay",
+        "BGOverlayInput",
         "FullSim",
         "PXDDigitizer",
         "BGOverlayExecutor",
     ]
     rec = path.add_module(recorder(standin))
     standin.basf2.process(path, 1)
-    assert rec.events == expected(pool, 1, seed=1)
+    assert_same(rec.events, expected(pool, 1, seed=1))
+
+
+def test_inject_overlay_follows_bkg_info_name(standin: SimpleNamespace, pool: Path) -> None:
+    add_simulation = adapter.inject_overlay(
+        fake_add_simulation, pool=pool, bkg_info_name="BackgroundInfoSVDOverlay"
+    )
+    path = standin.basf2.Path()
+    add_simulation(path, bkgfiles=["bg.root"], svd=True)
+    names = [m.name() for m in path.modules()]
+    assert names[:3] == ["BGOverlayInput", "BGOverlayInput", "PXDBackgroundOverlay"]
+    add_simulation = adapter.inject_overlay(fake_add_simulation, pool=pool, bkg_info_name="BGX")
+    path = standin.basf2.Path()
+    with pytest.raises(UsageError, match=r"no BGOverlayInput with bkgInfoName='BGX'.*create "):
+        add_simulation(path, bkgfiles=["bg.root"], svd=True)
+    assert path.modules() == []
 
 
 def test_inject_overlay_without_bg_overlay_input_is_an_error(

@@ -13,13 +13,16 @@ module imports anywhere; outside a basf2 installation creating a module raises
 What the module does in each basf2 phase:
 
 * ``initialize``: reads the collection extension from the ``BackgroundInfo`` object that
-  BGOverlayInput creates (``"_beamBG"`` by default), registers ``PXDDigits`` + extension
-  with event durability, derives the seed (default: from ``basf2.get_random_seed()``) and
-  checks the pool, the model and, if the job may have to generate, the checkpoint (by
-  opening a :class:`~bgcache.overlay.PoolOverlay`): a job fails at its start, not hours
-  later;
-* ``event``: clears the collection (it holds BGOverlayInput's digits) and fills it with the
-  next pool event (the first event of a process opens its overlay, with prefetch);
+  BGOverlayInput creates (``bkg_info_name``, ``"BackgroundInfo"`` by default; its extension
+  is ``"_beamBG"`` by default), registers ``PXDDigits`` + extension with event durability,
+  derives the seed (default: from ``basf2.get_random_seed()``), chooses the fill path
+  (:func:`~bgcache.adapters._digits.select_filler`, logged with its reason) and checks the
+  pool, the model and, if the job may have to generate, the checkpoint (by opening a
+  :class:`~bgcache.overlay.PoolOverlay`): a job fails at its start, not hours later;
+* ``event``: replaces the collection's content (BGOverlayInput's digits) with the next pool
+  event in one call, never a Python loop over hits: basf2's ``PyStoreArray.fillArray``
+  where the release has it, else a filler compiled by cling (the first event of a process
+  opens its overlay, with prefetch);
 * ``terminate``: closes the overlay and logs its counters (``B2INFO``).
 
 Parallel processing (``basf2 -p N``): basf2 calls ``initialize`` before it forks the
@@ -33,6 +36,9 @@ Example (a steering file; see docs/basf2.md)::
 
     add_simulation = inject_overlay(simulation.add_simulation, pool="/data/pools/convnet")
     add_simulation(path, bkgfiles=background.get_background_files())
+
+For the SVD overlay, Belle II adds a second BGOverlayInput (``bkgInfoName=
+"BackgroundInfoSVDOverlay"``); ``bkg_info_name`` picks the one whose PXD digits are replaced.
 """
 
 from __future__ import annotations
@@ -40,10 +46,12 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from bgcache.adapters._digits import FILL_PATHS, Filler, pxd_digit_columns, select_filler
 from bgcache.errors import (
     BgcacheError,
     MissingDependencyError,
@@ -51,7 +59,6 @@ from bgcache.errors import (
     UsageError,
     did_you_mean,
 )
-from bgcache.geometry import SENSORS
 from bgcache.overlay import MAX_JOBS, ON_EXHAUSTED, OverlayStats, PoolOverlay, share_bounds
 from bgcache.seeding import seed_from_string, validate_seed
 from bgcache.store.pool import Pool, open_pool
@@ -62,7 +69,8 @@ MODULE_NAME = "PXDBackgroundOverlay"
 ANCHOR_MODULE = "BGOverlayInput"
 #: The filled collection is this name + the extension.
 DIGITS_NAME = "PXDDigits"
-#: Name of the store object BGOverlayInput creates (persistent durability).
+#: Default name of the store object BGOverlayInput creates (persistent durability); its
+#: ``bkgInfoName`` parameter names another (the SVD overlay's: "BackgroundInfoSVDOverlay").
 BACKGROUND_INFO_NAME = "BackgroundInfo"
 #: BGOverlayInput's default extension.
 DEFAULT_EXTENSION = "_beamBG"
@@ -118,6 +126,8 @@ class OverlayModuleParams:
     on_exhausted: str = "generate"
     prefetch: int = 2
     extension: str | None = None
+    bkg_info_name: str = BACKGROUND_INFO_NAME
+    fill: str = "auto"
 
 
 #: Names of the module's parameters.
@@ -152,10 +162,17 @@ def parse_params(**params: Any) -> OverlayModuleParams:
         raise UsageError(
             f"{MODULE_NAME} needs pool=... (a pool directory or store URL), got {pool!r}"
         )
-    for name in ("model", "globaltag", "extension"):
+    for name in ("model", "globaltag", "extension", "bkg_info_name", "fill"):
         value = params.get(name)
         if value is not None and not isinstance(value, str):
             raise UsageError(f"{MODULE_NAME} parameter {name} must be a string, got {value!r}")
+    # BGOverlayInput's bkgInfoName="" means the default name, and so does ours
+    params["bkg_info_name"] = params["bkg_info_name"] or BACKGROUND_INFO_NAME
+    if params["fill"] not in FILL_PATHS:
+        raise UsageError(
+            f"{MODULE_NAME} parameter fill must be one of {', '.join(FILL_PATHS)}, "
+            f"got {params['fill']!r}{did_you_mean(params['fill'], FILL_PATHS)}"
+        )
     checkpoint = params.get("checkpoint")
     if checkpoint is not None:
         if not isinstance(checkpoint, str | os.PathLike):
@@ -209,28 +226,91 @@ def process_share(job: int, njobs: int, worker: int, nworkers: int) -> tuple[int
     return job * nworkers + worker, njobs * nworkers
 
 
-def anchor_position(names: Sequence[str], anchor: str = ANCHOR_MODULE) -> int:
-    """Index of the first module called ``anchor`` among a path's module ``names``.
+def anchor_position(
+    modules: Sequence[tuple[str, str]], bkg_info_name: str = BACKGROUND_INFO_NAME
+) -> int:
+    """Index of the BGOverlayInput that creates ``bkg_info_name``, among a path's modules.
+
+    Args:
+        modules: ``(module type, its bkgInfoName)`` of each module in the path, in order
+            (:func:`path_modules` reads them off basf2 modules).
+        bkg_info_name: the BackgroundInfo object the overlay module reads.
 
     Raises:
-        UsageError: no module of that name.
+        UsageError: no such module (the message lists the BGOverlayInputs there are).
 
     Example:
-        >>> anchor_position(["EventInfoSetter", "BGOverlayInput", "FullSim"])
-        1
+        >>> path = [("EventInfoSetter", ""), ("BGOverlayInput", "BackgroundInfo"),
+        ...         ("BGOverlayInput", "BackgroundInfoSVDOverlay"), ("FullSim", "")]
+        >>> anchor_position(path), anchor_position(path, "BackgroundInfoSVDOverlay")
+        (1, 2)
     """
-    try:
-        return list(names).index(anchor)
-    except ValueError:
+    for position, (module_type, info_name) in enumerate(modules):
+        if module_type == ANCHOR_MODULE and info_name == bkg_info_name:
+            return position
+    others = [info for kind, info in modules if kind == ANCHOR_MODULE]
+    if others:
         raise UsageError(
-            f"add_simulation put no {anchor} module in the path (modules: "
-            f"{', '.join(names) or 'none'}): {MODULE_NAME} replaces the PXD digits that "
-            f"{anchor} reads, so call it with the beam background files "
-            "(bkgfiles=background.get_background_files()) and bkgOverlay=True"
-        ) from None
+            f"add_simulation put no {ANCHOR_MODULE} with bkgInfoName={bkg_info_name!r} in the "
+            f"path (its {ANCHOR_MODULE} modules create {', '.join(map(repr, others))}): pass "
+            "bkg_info_name=... naming the BackgroundInfo of the PXD background files"
+        )
+    names = [kind for kind, _ in modules]
+    raise UsageError(
+        f"add_simulation put no {ANCHOR_MODULE} module in the path (modules: "
+        f"{', '.join(names) or 'none'}): {MODULE_NAME} replaces the PXD digits that "
+        f"{ANCHOR_MODULE} reads, so call it with the beam background files "
+        "(bkgfiles=background.get_background_files()) and bkgOverlay=True"
+    )
+
+
+def path_modules(modules: Sequence[Any]) -> list[tuple[str, str]]:
+    """``(type, bkgInfoName)`` of basf2 modules, for :func:`anchor_position`.
+
+    The type is ``module.type()`` (the registered name, whatever ``set_name`` made of the
+    name); the BackgroundInfo name is the module's ``bkgInfoName`` parameter, its default
+    when unset or empty, and the default for releases whose BGOverlayInput has none.
+    """
+    out = []
+    for module in modules:
+        module_type, info_name = str(module.type()), ""
+        if module_type == ANCHOR_MODULE:
+            for param in module.available_params():
+                if param.name == "bkgInfoName":
+                    info_name = str(param.values)
+            info_name = info_name or BACKGROUND_INFO_NAME
+        out.append((module_type, info_name))
+    return out
 
 
 # -- the module -------------------------------------------------------------------------------
+@dataclass
+class FillStats:
+    """What this process put into the digits array: events, digits, seconds in the filler."""
+
+    events: int = 0
+    digits: int = 0
+    seconds: float = 0.0
+
+    def add(self, digits: int, seconds: float) -> None:
+        self.events += 1
+        self.digits += digits
+        self.seconds += seconds
+
+    def summary(self, path: str) -> str:
+        """One line for the log.
+
+        Example:
+            >>> FillStats(2, 138_000, 0.004).summary("cling")
+            'filled 2 events (138000 digits) by cling in 0.004 s (2.0 ms an event)'
+        """
+        per_event = self.seconds / self.events * 1e3 if self.events else 0.0
+        return (
+            f"filled {self.events} events ({self.digits} digits) by {path} in "
+            f"{self.seconds:.3f} s ({per_event:.1f} ms an event)"
+        )
+
+
 class _OverlayCore:
     """What the basf2 module does, kept out of the class that must derive from basf2.Module.
 
@@ -242,14 +322,16 @@ class _OverlayCore:
         params: the checked parameters.
         seed: the seed in use (after ``initialize``).
         collection: the name of the filled collection (after ``initialize``).
+        filler: how the collection is filled (after ``initialize``).
         job, njobs: the share this process draws (a worker's sub-share under ``basf2 -p``).
         overlay: the overlay of this process (None before ``initialize``).
     """
 
-    def __init__(self, params: OverlayModuleParams, basf2: Any, belle2: Any) -> None:
+    def __init__(self, params: OverlayModuleParams, basf2: Any, root: Any) -> None:
         self.params = params
         self.basf2 = basf2
-        self.belle2 = belle2
+        self.root = root
+        self.belle2 = root.Belle2
         self.seed: int | None = None
         self.collection: str | None = None
         self.overlay: PoolOverlay | None = None
@@ -258,24 +340,26 @@ class _OverlayCore:
         self._init_pid: int | None = None  # the process that ran initialize
         self._pid: int | None = None  # the process whose overlay self.overlay is
         self._array: Any = None
-        self._vxd_ids: dict[int, Any] = {}
+        self.filler: Filler | None = None
+        self.fill_stats = FillStats()
 
     def _extension(self) -> str:
         """The collection extension: the parameter, else BGOverlayInput's BackgroundInfo."""
         if self.params.extension is not None:
             extension = self.params.extension
         else:
-            belle2 = self.belle2
-            info = belle2.PyStoreObj(BACKGROUND_INFO_NAME, belle2.DataStore.c_Persistent)
+            belle2, name = self.belle2, self.params.bkg_info_name
+            info = belle2.PyStoreObj(name, belle2.DataStore.c_Persistent)
             if not info.isValid():
                 raise UsageError(
-                    f"no {BACKGROUND_INFO_NAME} in the DataStore: {ANCHOR_MODULE} is not in "
+                    f"no {name} in the DataStore: no {ANCHOR_MODULE} creating it is in "
                     f"the path before {MODULE_NAME}: add this module after {ANCHOR_MODULE} "
                     "(use bgcache's inject helper: add_simulation = bgcache.adapters.basf2."
-                    "inject_overlay(simulation.add_simulation, pool=...)), or pass "
+                    "inject_overlay(simulation.add_simulation, pool=...)), pass "
+                    f"bkg_info_name=... if that {ANCHOR_MODULE} has another bkgInfoName, or "
                     "extension=... for a path without BGOverlayInput"
                 )
-            extension = str(info.getExtensionName())
+            extension = str(info.obj().getExtensionName())
         if not extension:
             raise UsageError(
                 f"the extension is empty: {MODULE_NAME} would overwrite the simulated "
@@ -302,13 +386,13 @@ class _OverlayCore:
     def initialize(self) -> None:
         p, basf2, belle2 = self.params, self.basf2, self.belle2
         self.collection = DIGITS_NAME + self._extension()
+        filler = select_filler(belle2, self.root, p.fill)
         array = belle2.PyStoreArray(
             belle2.PXDDigit.Class(), self.collection, belle2.DataStore.c_Event
         )
         if not array.registerInDataStore(self.collection, belle2.DataStore.c_DontWriteOut):
             raise UsageError(f"registering {self.collection} in the DataStore failed (see above)")
-        self._array = array
-        self._vxd_ids = {s.vxd_id: belle2.VxdID(s.layer, s.ladder, s.sensor) for s in SENSORS}
+        self._array, self.filler = array, filler
         if p.seed is None:
             self.seed = seed_from_string(basf2.get_random_seed())
             origin = "derived from basf2.get_random_seed()"
@@ -336,6 +420,15 @@ class _OverlayCore:
             f"{len(pool)} events), job {self.job} of {self.njobs} ({stop - start} events), "
             f"seed {self.seed} ({origin}), on_exhausted={p.on_exhausted!r}"
         )
+        message = f"{MODULE_NAME}: fills {self.collection} by {filler.path} ({filler.reason})"
+        if filler.path == "python":
+            basf2.B2WARNING(
+                f"{message}: a Python loop over hits costs seconds per event (the cost is "
+                "logged after the first event); a basf2 release with PyStoreArray.fillArray, "
+                "or a ROOT whose cling compiles the filler, fills an event in milliseconds"
+            )
+        else:
+            basf2.B2INFO(message)
 
     def _enter_process(self) -> None:
         """Open the overlay of this process (at its first event)."""
@@ -363,24 +456,19 @@ class _OverlayCore:
     def event(self) -> None:
         if self._pid != os.getpid():
             self._enter_process()
-        assert self.overlay is not None
-        digits = self.overlay.next_event().to_digits()
-        array = self._array
-        clones = array.getPtr()
-        clones.Clear()  # BGOverlayInput's digits of this event
-        append, make_digit, vxd_ids = array.appendNew, self.belle2.PXDDigit, self._vxd_ids
-        columns = zip(
-            digits["vxd_id"].tolist(),
-            digits["u_cell"].tolist(),
-            digits["v_cell"].tolist(),
-            digits["charge"].tolist(),
-            strict=True,
-        )
-        # As Belle II's PXDBackgroundGenerator: PyStoreArray.appendNew() grows the array by a
-        # default digit, which is then replaced in the TClonesArray.
-        for n, (vxd_id, u, v, charge) in enumerate(columns):
-            append()
-            clones[n] = make_digit(vxd_ids[vxd_id], u, v, charge)
+        assert self.overlay is not None and self.filler is not None
+        columns = pxd_digit_columns(self.overlay.next_event())
+        t0 = time.perf_counter()
+        # replaces BGOverlayInput's digits of this event, in one call
+        self.filler(self._array, columns)
+        seconds = time.perf_counter() - t0
+        n_hits = int(columns["charge"].shape[0])
+        if self.filler.path == "python" and self.fill_stats.events == 0 and n_hits:
+            self.basf2.B2WARNING(
+                f"{MODULE_NAME}: the per-hit fill took {seconds:.2f} s for {n_hits} digits "
+                f"({seconds / n_hits * 1e6:.1f} us a digit)"
+            )
+        self.fill_stats.add(n_hits, seconds)
 
     def terminate(self) -> None:
         """Close the overlay; log its counters if this process drew events."""
@@ -389,8 +477,10 @@ class _OverlayCore:
             return
         overlay.close()
         if self._pid == os.getpid():
+            assert self.filler is not None
             self.basf2.B2INFO(
-                f"{MODULE_NAME} (share {self.job} of {self.njobs}): {overlay.stats.summary()}"
+                f"{MODULE_NAME} (share {self.job} of {self.njobs}): {overlay.stats.summary()}; "
+                f"{self.fill_stats.summary(self.filler.path)}"
             )
 
 
@@ -422,7 +512,7 @@ def _module_class() -> type:
                 params.ninter,
                 params.globaltag,
             )
-            self.core = _OverlayCore(params, basf2, root.Belle2)
+            self.core = _OverlayCore(params, basf2, root)
 
         @property
         def overlay(self) -> PoolOverlay | None:
@@ -465,6 +555,8 @@ def PXDBackgroundOverlayModule(
     on_exhausted: str = "generate",
     prefetch: int = 2,
     extension: str | None = None,
+    bkg_info_name: str = BACKGROUND_INFO_NAME,
+    fill: str = "auto",
 ) -> Any:
     """A basf2 module that fills ``PXDDigits`` + extension with background from a pool.
 
@@ -487,6 +579,12 @@ def PXDBackgroundOverlayModule(
         on_exhausted: ``"generate"``, ``"reuse"`` or ``"error"`` when the share is used up.
         prefetch: blocks decoded ahead in a background thread.
         extension: collection extension (None: from BGOverlayInput's ``BackgroundInfo``).
+        bkg_info_name: the BackgroundInfo object to read the extension from: the
+            ``bkgInfoName`` of the BGOverlayInput whose PXD digits are replaced (``""`` is
+            the default name, as in basf2).
+        fill: how digits go into the array: ``"auto"`` (``PyStoreArray.fillArray`` where the
+            release has it, else a filler compiled by cling), or one of ``"fillArray"``,
+            ``"cling"``, ``"python"`` (a per-hit loop, seconds per event) to force one.
 
     Returns:
         A ``basf2.Module`` instance named ``PXDBackgroundOverlay``.
@@ -508,6 +606,8 @@ def PXDBackgroundOverlayModule(
         on_exhausted=on_exhausted,
         prefetch=prefetch,
         extension=extension,
+        bkg_info_name=bkg_info_name,
+        fill=fill,
     )
     return _module_class()(params)
 
@@ -519,7 +619,8 @@ def inject_overlay(
 
     Like Belle II's ``inject_simulation``: the returned function runs ``add_simulation``
     on a new ``basf2.Path``, then adds its modules to the given path in order, with a
-    :func:`PXDBackgroundOverlayModule` right after BGOverlayInput.
+    :func:`PXDBackgroundOverlayModule` right after the BGOverlayInput that creates the
+    module's ``bkg_info_name`` (the PXD background's, where the SVD overlay adds another).
 
     Args:
         add_simulation: ``simulation.add_simulation`` (or a function like it).
@@ -532,7 +633,7 @@ def inject_overlay(
         UsageError: a parameter is invalid (now), or ``add_simulation`` added no
             BGOverlayInput (when called; nothing is added to the path then).
     """
-    parse_params(**module_params)
+    bkg_info_name = parse_params(**module_params).bkg_info_name
 
     @functools.wraps(add_simulation)
     def injected(path: Any, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -540,7 +641,7 @@ def inject_overlay(
         staging = basf2.Path()
         result = add_simulation(staging, *args, **kwargs)
         modules = list(staging.modules())
-        position = anchor_position([m.name() for m in modules])
+        position = anchor_position(path_modules(modules), bkg_info_name)
         modules.insert(position + 1, PXDBackgroundOverlayModule(**module_params))
         for module in modules:
             path.add_module(module)
@@ -551,15 +652,18 @@ def inject_overlay(
 
 __all__ = [
     "ANCHOR_MODULE",
+    "BACKGROUND_INFO_NAME",
     "DEFAULT_EXTENSION",
     "DIGITS_NAME",
     "MODULE_NAME",
     "PARAMETERS",
+    "FillStats",
     "OverlayModuleParams",
     "PXDBackgroundOverlayModule",
     "anchor_position",
     "import_basf2",
     "inject_overlay",
     "parse_params",
+    "path_modules",
     "process_share",
 ]
