@@ -28,7 +28,7 @@ from bgcache import build_pool, open_pool
 from bgcache.adapters import _digits
 from bgcache.adapters import basf2 as adapter
 from bgcache.errors import EventError, MissingDependencyError, PoolMismatchError, UsageError
-from bgcache.hits import SparseEvent
+from bgcache.hits import SparseEvent, merge
 from bgcache.overlay import PoolOverlay
 from bgcache.seeding import seed_from_string
 
@@ -240,8 +240,22 @@ def test_an_event_without_hits_empties_the_array(release: Any) -> None:
     if path == "fillArray":
         with pytest.raises(IndexError):  # what the stand-in (and basf2) does with it
             array.fillArray(**empty)
-    filler(array, empty)
+    filler(array, SparseEvent.empty())
     assert len(array) == 0
+
+
+@pytest.mark.parametrize("fill", ["auto", "python"])
+def test_charges_above_255_fill_exactly(release: Any, fill: str) -> None:
+    """A merged event (signal + background) has 16-bit charges: every path stores them."""
+    standin, _ = release
+    belle2, store = standin.belle2, standin.belle2.DataStore
+    array = belle2.PyStoreArray(belle2.PXDDigit.Class(), "PXDDigits_m", store.c_Event)
+    assert array.registerInDataStore("PXDDigits_m", store.c_DontWriteOut)
+    signal = SparseEvent([0, 39], [0, 249], [0, 767], np.array([250, 65_000], np.uint16))
+    event = merge(signal, SparseEvent([0, 0, 39], [0, 0, 249], [0, 1, 767], [10, 4, 535]))
+    assert event.charge.dtype == np.uint16 and event.charge.max() == 65_535
+    _digits.select_filler(belle2, standin.ROOT, fill)(array, event)
+    assert np.array_equal(standin.basf2.read_digits("PXDDigits_m"), digits_of(event))
 
 
 def test_member_stores_and_constructors_fill_the_same_digits(standin: Any, pool: Path) -> None:
@@ -262,7 +276,7 @@ def test_member_stores_and_constructors_fill_the_same_digits(standin: Any, pool:
         belle2.StandIn.putDigits(name, 80_000, 999)  # more slots than any event: reused
         arrays[name] = []
         for event in events:
-            fill(array, _digits.pxd_digit_columns(event))
+            fill(array, event)
             arrays[name].append(standin.basf2.read_digits(name))
     assert_same(arrays["stores"], [digits_of(e) for e in events])
     assert_same(arrays["construct"], arrays["stores"])
@@ -303,9 +317,8 @@ def test_cling_filler_refuses_an_array_of_another_class(standin: Any) -> None:
     assert other.registerInDataStore("Infos", store.c_DontWriteOut)
     fill = _digits.compile_filler(standin.ROOT)
     assert fill is not None
-    cols = _digits.pxd_digit_columns(SparseEvent([0], [1], [2], [3]))
     with pytest.raises(UsageError, match=r"put -1 of 1 digits into Infos.*Belle2::PXDDigit"):
-        fill(other, cols)
+        fill(other, SparseEvent([0], [1], [2], [3]))
 
 
 # -- the module -------------------------------------------------------------------------------

@@ -49,7 +49,9 @@ DIGIT_COLUMNS = ("sensorID", "uCellID", "vCellID", "charge")
 #: Largest charge a PXDDigit holds (``unsigned short m_charge``).
 MAX_DIGIT_CHARGE = 0xFFFF
 
-#: The cling filler. ``fill_pxd_digits`` clears the array and puts one digit per hit into it:
+#: The cling filler. ``fill`` clears the array and puts one digit per hit into it, from the
+#: event's own columns (the sensor index becomes its VxdID by a table lookup, the charge is
+#: read as uint8 or uint16; ``fill_u8``/``fill_u16`` are its two instances):
 #: by default (``member_stores``) as ``TTree::GetEntry`` fills a split TClonesArray branch,
 #: ``ExpandCreateFast`` then the four members stored at the offsets the class's dictionary
 #: gives (only where the class holds exactly the four ``unsigned short`` members of the
@@ -57,8 +59,8 @@ MAX_DIGIT_CHARGE = 0xFFFF
 #: charge)`` in each slot (placement new, ~4x the time). Returns the number of digits, or -1
 #: if the array does not hold Belle2::PXDDigit.
 FILLER_SOURCE = r"""
-#ifndef BGCACHE_PXD_DIGIT_FILLER_V1
-#define BGCACHE_PXD_DIGIT_FILLER_V1
+#ifndef BGCACHE_PXD_DIGIT_FILLER_V2
+#define BGCACHE_PXD_DIGIT_FILLER_V2
 #pragma cling optimize(2)
 #include <TClass.h>
 #include <TClonesArray.h>
@@ -96,9 +98,11 @@ namespace bgcache_basf2 {
     return layout;
   }
   inline bool digit_layout_ok() { return digit_layout().ok; }
-  inline long fill_pxd_digits(TClonesArray* array, long n, const unsigned short* sensor,
-                              const unsigned short* u, const unsigned short* v,
-                              const unsigned short* charge, bool member_stores)
+  /** The digits of n hits: sensor index (0..39, via the 40 packed VxdIDs), u, v, charge. */
+  template <class Charge>
+  inline long fill(TClonesArray* array, long n, const unsigned char* sensor,
+                   const unsigned short* vxd_ids, const unsigned short* u,
+                   const unsigned short* v, const Charge* charge, bool member_stores)
   {
     static const DigitLayout layout = digit_layout();
     if (array == nullptr or array->GetClass() != Belle2::PXDDigit::Class()) return -1;
@@ -107,7 +111,7 @@ namespace bgcache_basf2 {
       array->ExpandCreateFast(n);
       for (long i = 0; i < n; ++i) {
         char* digit = reinterpret_cast<char*>(array->UncheckedAt(i));
-        *reinterpret_cast<unsigned short*>(digit + layout.sensor) = sensor[i];
+        *reinterpret_cast<unsigned short*>(digit + layout.sensor) = vxd_ids[sensor[i]];
         *reinterpret_cast<unsigned short*>(digit + layout.u) = u[i];
         *reinterpret_cast<unsigned short*>(digit + layout.v) = v[i];
         *reinterpret_cast<unsigned short*>(digit + layout.charge) = charge[i];
@@ -115,38 +119,51 @@ namespace bgcache_basf2 {
     } else {
       if (n > array->Capacity()) array->Expand(n);
       for (long i = 0; i < n; ++i)
-        new ((*array)[i]) Belle2::PXDDigit(Belle2::VxdID(sensor[i]), u[i], v[i], charge[i]);
+        new ((*array)[i]) Belle2::PXDDigit(Belle2::VxdID(vxd_ids[sensor[i]]), u[i], v[i],
+                                           charge[i]);
     }
     return array->GetEntriesFast();
+  }
+  inline long fill_u8(TClonesArray* array, long n, const unsigned char* sensor,
+                      const unsigned short* vxd_ids, const unsigned short* u,
+                      const unsigned short* v, const unsigned char* charge, bool member_stores)
+  {
+    return fill(array, n, sensor, vxd_ids, u, v, charge, member_stores);
+  }
+  inline long fill_u16(TClonesArray* array, long n, const unsigned char* sensor,
+                       const unsigned short* vxd_ids, const unsigned short* u,
+                       const unsigned short* v, const unsigned short* charge,
+                       bool member_stores)
+  {
+    return fill(array, n, sensor, vxd_ids, u, v, charge, member_stores);
   }
 }
 #endif
 """
 
 Columns = dict[str, np.ndarray]
+#: ``fill(store_array, event)``: replaces the array's content with the event's digits.
+FillFunction = Callable[[Any, SparseEvent], None]
 
 
-def pxd_digit_columns(event: SparseEvent) -> Columns:
-    """The event's hits as PXDDigit constructor columns, contiguous ``uint16`` each.
+def checked_hits(event: SparseEvent) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The event's columns ``sensor, u, v, charge``, checked for what a PXDDigit can hold.
 
-    Every column is checked against the geometry (sensor index < 40, u < 250, v < 768) and
-    the PXDDigit's charge range (1..65535) before it is converted, so no value wraps.
+    Each column must be integer, and sensor index < 40, u < 250, v < 768, charge in
+    1..65535 (``unsigned short``): checked before any conversion, so no value wraps.
 
     Raises:
-        EventError: a column is not integer or a value is out of range (names it).
-
-    Example:
-        >>> cols = pxd_digit_columns(SparseEvent([39], [2], [5], [300]))
-        >>> {k: v.tolist() for k, v in cols.items()}
-        {'sensorID': [19520], 'uCellID': [2], 'vCellID': [5], 'charge': [300]}
+        EventError: a column of another length, not integer, or a value out of range
+            (names the column and the range found).
     """
-    sensor, u, v, charge = (np.asarray(c) for c in (event.sensor, event.u, event.v, event.charge))
-    n = charge.shape[0]
-    for name, col, low, high in (
-        ("sensor", sensor, 0, N_SENSORS - 1),
-        ("u", u, 0, N_U - 1),
-        ("v", v, 0, N_V - 1),
-        ("charge", charge, 1, MAX_DIGIT_CHARGE),
+    columns = tuple(np.asarray(c) for c in (event.sensor, event.u, event.v, event.charge))
+    n = columns[3].shape[0]
+    for name, col, low, high in zip(
+        ("sensor", "u", "v", "charge"),
+        columns,
+        (0, 0, 0, 1),
+        (N_SENSORS - 1, N_U - 1, N_V - 1, MAX_DIGIT_CHARGE),
+        strict=True,
     ):
         if col.ndim != 1 or col.shape[0] != n:
             raise EventError(f"hit column {name!r} has shape {col.shape}, expected ({n},)")
@@ -160,6 +177,21 @@ def pxd_digit_columns(event: SparseEvent) -> Columns:
                 f"hit column {name!r} holds {lo}..{hi}, a PXDDigit takes {low}..{high}: "
                 "the event cannot be stored as PXDDigits"
             )
+    return columns  # type: ignore[return-value]
+
+
+def pxd_digit_columns(event: SparseEvent) -> Columns:
+    """The event's hits as PXDDigit constructor columns, contiguous ``uint16`` each.
+
+    Raises:
+        EventError: see :func:`checked_hits` (run first: no value wraps in the conversion).
+
+    Example:
+        >>> cols = pxd_digit_columns(SparseEvent([39], [2], [5], [300]))
+        >>> {k: v.tolist() for k, v in cols.items()}
+        {'sensorID': [19520], 'uCellID': [2], 'vCellID': [5], 'charge': [300]}
+    """
+    sensor, u, v, charge = checked_hits(event)
     return {
         "sensorID": VXD_IDS.take(sensor),  # a new contiguous array; faster than VXD_IDS[sensor]
         "uCellID": np.ascontiguousarray(u, dtype=np.uint16),
@@ -170,7 +202,7 @@ def pxd_digit_columns(event: SparseEvent) -> Columns:
 
 @dataclass(frozen=True)
 class Filler:
-    """One way of filling the digits array; ``fill(store_array, columns)`` replaces its content.
+    """One way of filling the digits array; ``fill(store_array, event)`` replaces its content.
 
     Attributes:
         path: ``"fillArray"``, ``"cling"`` or ``"python"``.
@@ -180,13 +212,14 @@ class Filler:
 
     path: str
     reason: str
-    fill: Callable[[Any, Columns], None]
+    fill: FillFunction
 
-    def __call__(self, store_array: Any, columns: Columns) -> None:
-        self.fill(store_array, columns)
+    def __call__(self, store_array: Any, event: SparseEvent) -> None:
+        self.fill(store_array, event)
 
 
-def _fill_with_fill_array(store_array: Any, columns: Columns) -> None:
+def _fill_with_fill_array(store_array: Any, event: SparseEvent) -> None:
+    columns = pxd_digit_columns(event)
     store_array.getPtr().Clear()  # fillArray appends
     if columns["charge"].shape[0]:  # it reads column[0]: an empty column is an IndexError
         store_array.fillArray(**columns)
@@ -196,9 +229,7 @@ def _fill_with_fill_array(store_array: Any, columns: Columns) -> None:
 _compiled: dict[int, Any] = {}
 
 
-def compile_filler(
-    root: Any, member_stores: bool | None = None
-) -> Callable[[Any, Columns], None] | None:
+def compile_filler(root: Any, member_stores: bool | None = None) -> FillFunction | None:
     """The cling filler, declared once per process; None if cling cannot compile it.
 
     Args:
@@ -212,14 +243,27 @@ def compile_filler(
             return None
         _compiled[os.getpid()] = root
     code = root.bgcache_basf2
-    function, no_hits = code.fill_pxd_digits, [root.nullptr] * len(DIGIT_COLUMNS)
     stores = bool(code.digit_layout_ok()) if member_stores is None else member_stores
+    vxd_ids = np.ascontiguousarray(VXD_IDS, dtype=np.uint16)
+    # PyROOT passes a numpy array as the pointer to its data; an empty array has none
+    no_hits = (np.zeros(1, np.uint8), np.zeros(1, np.uint16), np.zeros(1, np.uint16))
 
-    def fill(store_array: Any, columns: Columns) -> None:
-        n = columns["charge"].shape[0]
-        # PyROOT turns a numpy array into a pointer to its data; an empty one has none
-        buffers = [columns[k] for k in DIGIT_COLUMNS] if n else no_hits
-        filled = function(store_array.getPtr(), n, *buffers, stores)
+    def fill(store_array: Any, event: SparseEvent) -> None:
+        sensor, u, v, charge = checked_hits(event)
+        n = int(charge.shape[0])
+        if n:
+            sensor = np.ascontiguousarray(sensor, dtype=np.uint8)  # 0..39, checked
+            u = np.ascontiguousarray(u, dtype=np.uint16)
+            v = np.ascontiguousarray(v, dtype=np.uint16)
+        else:
+            sensor, u, v = no_hits
+        if charge.dtype == np.uint8 or not n:
+            function, charge = code.fill_u8, np.ascontiguousarray(charge, dtype=np.uint8)
+        else:  # a wider charge, checked to fit 16 bits
+            function, charge = code.fill_u16, np.ascontiguousarray(charge, dtype=np.uint16)
+        if not n:
+            charge = no_hits[0]
+        filled = function(store_array.getPtr(), n, sensor, vxd_ids, u, v, charge, stores)
         if filled != n:
             raise UsageError(
                 f"the cling filler put {filled} of {n} digits into {store_array.getName()}: "
@@ -229,11 +273,12 @@ def compile_filler(
     return fill
 
 
-def _per_hit_filler(belle2: Any) -> Callable[[Any, Columns], None]:
+def _per_hit_filler(belle2: Any) -> FillFunction:
     make_digit = belle2.PXDDigit
     vxd_ids = {s.vxd_id: belle2.VxdID(s.vxd_id) for s in SENSORS}
 
-    def fill(store_array: Any, columns: Columns) -> None:
+    def fill(store_array: Any, event: SparseEvent) -> None:
+        columns = pxd_digit_columns(event)
         store_array.getPtr().Clear()
         append = store_array.appendNew
         for sensor, u, v, charge in zip(*(columns[k].tolist() for k in DIGIT_COLUMNS), strict=True):
@@ -298,7 +343,9 @@ __all__ = [
     "FILLER_SOURCE",
     "FILL_PATHS",
     "MAX_DIGIT_CHARGE",
+    "FillFunction",
     "Filler",
+    "checked_hits",
     "compile_filler",
     "pxd_digit_columns",
     "select_filler",

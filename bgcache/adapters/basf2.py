@@ -51,7 +51,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from bgcache.adapters._digits import FILL_PATHS, Filler, pxd_digit_columns, select_filler
+from bgcache.adapters._digits import FILL_PATHS, Filler, select_filler
 from bgcache.errors import (
     BgcacheError,
     MissingDependencyError,
@@ -457,12 +457,12 @@ class _OverlayCore:
         if self._pid != os.getpid():
             self._enter_process()
         assert self.overlay is not None and self.filler is not None
-        columns = pxd_digit_columns(self.overlay.next_event())
+        event = self.overlay.next_event()
         t0 = time.perf_counter()
-        # replaces BGOverlayInput's digits of this event, in one call
-        self.filler(self._array, columns)
+        # replaces BGOverlayInput's digits of this event, in one call into C++
+        self.filler(self._array, event)
         seconds = time.perf_counter() - t0
-        n_hits = int(columns["charge"].shape[0])
+        n_hits = event.n_hits
         if self.filler.path == "python" and self.fill_stats.events == 0 and n_hits:
             self.basf2.B2WARNING(
                 f"{MODULE_NAME}: the per-hit fill took {seconds:.2f} s for {n_hits} digits "
