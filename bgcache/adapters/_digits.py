@@ -22,7 +22,7 @@ of filling an array with them:
     per-hit form that ROOT >= 6.32 accepts for a class without setters): only where the
     filler cannot be compiled (ROOT headers missing from the interpreter's include path, or
     a ``PXDDigit`` without the ``(VxdID, ushort, ushort, ushort)`` constructor), or when
-    asked for; a few microseconds a hit, a quarter of a second per event or more
+    asked for; 2-3 us a hit on ROOT 6.40, 0.1-0.2 s per event, ~100x the bulk paths
     (docs/performance.md).
 
 Slot assignment (``clones[i] = PXDDigit(...)``, what Belle II's PXDBackgroundGenerator does)
@@ -251,18 +251,14 @@ def compile_filler(root: Any, member_stores: bool | None = None) -> FillFunction
     def fill(store_array: Any, event: SparseEvent) -> None:
         sensor, u, v, charge = checked_hits(event)
         n = int(charge.shape[0])
-        if n:
-            sensor = np.ascontiguousarray(sensor, dtype=np.uint8)  # 0..39, checked
-            u = np.ascontiguousarray(u, dtype=np.uint16)
-            v = np.ascontiguousarray(v, dtype=np.uint16)
-        else:
-            sensor, u, v = no_hits
-        if charge.dtype == np.uint8 or not n:
-            function, charge = code.fill_u8, np.ascontiguousarray(charge, dtype=np.uint8)
-        else:  # a wider charge, checked to fit 16 bits
-            function, charge = code.fill_u16, np.ascontiguousarray(charge, dtype=np.uint16)
         if not n:
-            charge = no_hits[0]
+            sensor, u, v, charge = (*no_hits, no_hits[0])
+        narrow = charge.dtype == np.uint8  # pool events; wider ones are checked to fit 16 bits
+        function = code.fill_u8 if narrow else code.fill_u16
+        sensor = np.ascontiguousarray(sensor, dtype=np.uint8)  # 0..39, checked
+        u = np.ascontiguousarray(u, dtype=np.uint16)
+        v = np.ascontiguousarray(v, dtype=np.uint16)
+        charge = np.ascontiguousarray(charge, dtype=np.uint8 if narrow else np.uint16)
         filled = function(store_array.getPtr(), n, sensor, vxd_ids, u, v, charge, stores)
         if filled != n:
             raise UsageError(
@@ -288,7 +284,7 @@ def _per_hit_filler(belle2: Any) -> FillFunction:
 
 
 def select_filler(belle2: Any, root: Any, requested: str = "auto") -> Filler:
-    """The fill path for this basf2 release: ``requested``, or with "auto" the fastest there is.
+    """The fill path for this basf2 release: ``requested``, or with "auto" the first it can take.
 
     "auto" takes ``fillArray`` where ``PyStoreArray`` has it, else the cling filler, else the
     per-hit loop (:class:`Filler.reason` says why).
