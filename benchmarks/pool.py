@@ -13,13 +13,19 @@ Everything is measured in one run, so the ratios compare like with like:
    warm), and through a newly opened pool (catalog scan included).
 4. **Build**: synthetic pool build with 1 and 2 worker processes (events/s), and for GAN
    models the overhead of storing: the same keys generated only vs built into a pool.
+5. **zarr-python** (``--parts zarr``): bgcache's own reader and writer against zarr-python's
+   array API on the same pool, one core: the same arrays (zarr opens the pool's block
+   columns as they are) and, for writing, the same block with the same codecs and sharding
+   (``bytes -> blosc -> crc32c`` inner chunks in one ``sharding_indexed`` shard; the bytes
+   are checked equal). Writing a block, ``Pool.blocks()``, one random event.
 
-Run:  python benchmarks/pool.py [--events 1024] [--gan convnet] [--gan-events 8]
+Run:  python benchmarks/pool.py [--events 1024] [--gan convnet] [--gan-events 8] [--parts ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import importlib.util
 import os
@@ -38,8 +44,9 @@ from numcodecs import blosc
 from bgcache.build import build_pool
 from bgcache.models import load_model
 from bgcache.store import open_pool
-from bgcache.store.columns import PackedBlock, unpack_block
-from bgcache.store.format import COLUMN_DTYPES
+from bgcache.store.columns import PackedBlock, pack_block, unpack_block
+from bgcache.store.format import COLUMN_DTYPES, COLUMNS
+from bgcache.store.pool import create_or_open_pool
 from bgcache.store.shards import decode_chunk, decode_shard
 
 
@@ -225,6 +232,161 @@ def gan_overhead(tmp: Path, model: str, n: int, repeats: int = 2) -> dict[str, f
     }
 
 
+def zarr_api(pool_path: Path, tmp: Path, draws: int = 300) -> dict[str, tuple[float, float]]:
+    """(bgcache, zarr-python) per operation, seconds; one core."""
+    import zarr
+    from zarr.abc.store import RangeByteRequest
+    from zarr.codecs import BloscCodec, Crc32cCodec
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+    from zarr.storage import LocalStore
+
+    pool = open_pool(pool_path)
+    blocks = pool.block_list
+    n = len(pool)
+    layout = pool.layout
+    store = LocalStore(str(pool_path), read_only=True)
+    out: dict[str, tuple[float, float]] = {}
+
+    def columns_of(info: Any) -> dict[str, Any]:
+        return {c: zarr.open_array(store, path=f"{info.path}/{c}", mode="r") for c in COLUMNS}
+
+    def blocks_bgcache() -> int:
+        return sum(len(events) for _, events in open_pool(pool_path).blocks())
+
+    def blocks_zarr() -> int:
+        count = 0
+        for info in blocks:
+            arrays = columns_of(info)
+            packed = PackedBlock(*(arrays[c][:] for c in COLUMNS))
+            count += len(unpack_block(packed))
+        return count
+
+    with one_core():
+        assert blocks_bgcache() == blocks_zarr() == n  # file cache warm, same events
+        times = []
+        for fn in (blocks_bgcache, blocks_zarr):
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                fn()
+                best = min(best, time.perf_counter() - t0)
+            times.append(best / n)
+        out["Pool.blocks(), per event"] = (times[0], times[1])
+
+        # one random event, warm: bgcache's marker cache; zarr's arrays opened, counts read
+        rng = random.Random(2)
+        starts = [b.position for b in blocks]
+        opened: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
+
+        def event_zarr(pos: int) -> Any:
+            i = bisect.bisect_right(starts, pos) - 1
+            info, offset = blocks[i], pos - starts[i]
+            if info.path not in opened:
+                arrays = columns_of(info)
+                opened[info.path] = (arrays, arrays["counts"][:])
+            arrays, counts = opened[info.path]
+            first = int(counts[:offset].sum())
+            last = first + int(counts[offset])
+            packed = PackedBlock(
+                counts[offset : offset + 1],
+                arrays["index"][first:last],
+                arrays["charge"][first:last],
+            )
+            return unpack_block(packed)[0]
+
+        for pos in range(n):
+            assert event_zarr(pos) == pool.event(pos)  # the same events; caches warm
+        positions = [rng.randrange(n) for _ in range(draws)]
+        t_b, t_z = [], []
+        for pos in positions:
+            t0 = time.perf_counter()
+            pool.event(pos)
+            t_b.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            event_zarr(pos)
+            t_z.append(time.perf_counter() - t0)
+        out["one random event (median)"] = (statistics.median(t_b), statistics.median(t_z))
+
+        # writing one full block: bgcache's writer (fsync included) vs zarr's array API
+        info = blocks[0]
+        events = pool.read_block(info)
+        packed = pack_block(events)
+        n_hits = int(packed.index_delta.shape[0])
+        shard = -(-n_hits // layout.chunk_hits) * layout.chunk_hits
+
+        def write_zarr(where: Path) -> None:
+            group = zarr.open_group(LocalStore(str(where)), mode="w")
+            columns = (packed.counts, packed.index_delta, packed.charge)
+            for column, values in zip(COLUMNS, columns, strict=True):
+                size = values.dtype.itemsize
+                codecs = [
+                    BloscCodec(
+                        cname=layout.compression.cname,
+                        clevel=layout.compression.clevel,
+                        shuffle=layout.compression.shuffle if size > 1 else "noshuffle",
+                        typesize=size,
+                    ),
+                    Crc32cCodec(),
+                ]
+                sharding = {} if column == "counts" else {"shards": (shard,)}
+                chunks = (len(values),) if column == "counts" else (layout.chunk_hits,)
+                array = group.create_array(
+                    column,
+                    shape=values.shape,
+                    dtype=values.dtype,
+                    chunks=chunks,
+                    compressors=codecs,
+                    fill_value=0,
+                    **sharding,
+                )
+                array[:] = values
+            group.attrs["bgcache"] = {"kind": "block", "n_events": len(events)}
+
+        t_b, t_z = [], []
+        for rep in range(3):
+            target = create_or_open_pool(tmp / f"writer-{rep}", pool.content, layout)
+            target.ensure_stream(info.seed)
+            t0 = time.perf_counter()
+            target.write_block(info.seed, 0, events)
+            t_b.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            write_zarr(tmp / f"zarr-writer-{rep}")
+            t_z.append(time.perf_counter() - t0)
+        for column in COLUMNS:  # the same codecs and sharding: the same chunk bytes
+            ours = (tmp / "writer-0" / info.path / column / "c" / "0").read_bytes()
+            theirs = (tmp / "zarr-writer-0" / column / "c" / "0").read_bytes()
+            assert ours == theirs, f"{column}: zarr wrote other bytes"
+        out["write a block, per event"] = (min(t_b) / len(events), min(t_z) / len(events))
+
+        # the store layer alone: one ranged read of 100 kB of a shard (a window's column)
+        keys = [f"{b.path}/{c}/c/0" for b in blocks for c in ("index", "charge")]
+        ranges = [(k, off) for k in keys for off in range(0, 300_000, 100_000)]
+        prototype = default_buffer_prototype()
+
+        def read_bgcache() -> None:
+            for key, off in ranges:
+                pool.storage.read_range(key, off, 100_000)
+
+        def read_zarr() -> None:
+            for key, off in ranges:
+                buf = sync(store.get(key, prototype, RangeByteRequest(off, off + 100_000)))
+                assert buf is not None
+                buf.to_bytes()
+
+        times = []
+        for fn in (read_bgcache, read_zarr):
+            fn()
+            best = float("inf")
+            for _ in range(5):
+                t0 = time.perf_counter()
+                fn()
+                best = min(best, time.perf_counter() - t0)
+            times.append(best / len(ranges))
+        out["store only: a ranged read of 100 kB (LocalStore)"] = (times[0], times[1])
+    return out
+
+
 def report_storage(pool_path: Path, n: int) -> None:
     s = storage(pool_path, 7, n)
     pool_size = s["pool_bytes_per_event"]
@@ -250,8 +412,8 @@ def main() -> int:
     ap.add_argument("--gan-events", type=int, default=8)
     ap.add_argument(
         "--parts",
-        default="storage,read,random,build,gan",
-        help="comma-separated subset of: storage, read, random, build, gan",
+        default="storage,read,random,zarr,build,gan",
+        help="comma-separated subset of: storage, read, random, zarr, build, gan",
     )
     args = ap.parse_args()
     parts = set(args.parts.split(","))
@@ -259,7 +421,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         pool_path = tmp / "pool"
-        if parts & {"storage", "read", "random"}:
+        if parts & {"storage", "read", "random", "zarr"}:
             build_pool(pool_path, model="synthetic", seed=7, events=args.events)
         if "storage" in parts:
             report_storage(pool_path, args.events)
@@ -277,6 +439,15 @@ def main() -> int:
                 "(goal <= 3 ms)"
             )
             print(f"open_pool + one event: median {ra['open_and_read_median_ms']:.2f} ms")
+        if "zarr" in parts:
+            z = zarr_api(pool_path, tmp)
+            print("\n## bgcache's reader and writer against zarr-python's array API, one core\n")
+            print("| operation | bgcache | zarr-python | zarr / bgcache |")
+            print("|---|---|---|---|")
+            for label, (ours, theirs) in z.items():
+                print(
+                    f"| {label} | {1e3 * ours:.3f} ms | {1e3 * theirs:.3f} ms | {theirs / ours:.2f}x |"
+                )
         if "build" in parts:
             b = build_speed(tmp, args.build_events)
             print(f"\n## Synthetic build, {args.build_events} events\n")

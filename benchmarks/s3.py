@@ -6,6 +6,12 @@ the whole pool for several prefetch depths. moto is a local, in-process-Python s
 the figures show the cost of going through the S3 protocol (one GET per shard index and
 inner chunk, HTTP and boto3 overheads), not a real network's latency.
 
+Then, where obstore is installed (``pip install obstore``; not a bgcache dependency), the
+same windows of 16 events read from the bucket by bgcache's reader (``Pool.read_events``,
+boto3) and by zarr-python's array API over zarr's ``ObjectStore`` (obstore's S3 client):
+arrays opened and counts read once per block, then ``index[first:last]`` and
+``charge[first:last]`` per window, one core, the pool read once.
+
 Run:  python benchmarks/s3.py [--events 512] [--prefetch 0 1 2 4 8]
 """
 
@@ -39,6 +45,100 @@ def draw_rate(url: str, n: int, prefetch: int) -> float:
     dt = time.perf_counter() - t0
     overlay.close()
     return (n - 1) / dt
+
+
+def windows_bgcache(url: str) -> int:
+    from bgcache.store import open_pool
+
+    pool = open_pool(url)
+    count = 0
+    for info in pool.block_list:
+        for lo in range(0, info.n_events, 16):
+            count += len(pool.read_events(info, lo, min(lo + 16, info.n_events)))
+    return count
+
+
+def windows_zarr(bucket: str, prefix: str, endpoint: str) -> int:
+    import zarr
+    from obstore.store import S3Store
+    from zarr.storage import ObjectStore
+
+    from bgcache.store import open_pool
+    from bgcache.store.columns import PackedBlock, unpack_block
+
+    pool = open_pool(f"s3://{bucket}/{prefix}")  # for the block list only
+    s3 = S3Store(
+        bucket,
+        prefix=prefix,
+        endpoint=endpoint,
+        region="us-east-1",
+        client_options={"allow_http": True},
+    )
+    store = ObjectStore(s3, read_only=True)
+    count = 0
+    for info in pool.block_list:
+        arrays = {
+            c: zarr.open_array(store, path=f"{info.path}/{c}", mode="r")
+            for c in ("counts", "index", "charge")
+        }
+        counts = arrays["counts"][:]
+        offsets = [0, *counts.cumsum().tolist()]
+        for lo in range(0, info.n_events, 16):
+            hi = min(lo + 16, info.n_events)
+            first, last = offsets[lo], offsets[hi]
+            packed = PackedBlock(
+                counts[lo:hi], arrays["index"][first:last], arrays["charge"][first:last]
+            )
+            count += len(unpack_block(packed))
+    return count
+
+
+def ranged_reads(url: str, bucket: str, prefix: str, endpoint: str) -> tuple[float, float]:
+    """Seconds per ranged GET of 100 kB of a shard: bgcache's S3 storage vs zarr ObjectStore."""
+    from obstore.store import S3Store
+    from zarr.abc.store import RangeByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+    from zarr.storage import ObjectStore
+
+    from bgcache.store import open_pool
+
+    pool = open_pool(url)
+    ranges = [
+        (f"{b.path}/{c}/c/0", off)
+        for b in pool.block_list
+        for c in ("index", "charge")
+        for off in range(0, 300_000, 100_000)
+    ]
+    s3 = S3Store(
+        bucket,
+        prefix=prefix,
+        endpoint=endpoint,
+        region="us-east-1",
+        client_options={"allow_http": True},
+    )
+    store, prototype = ObjectStore(s3, read_only=True), default_buffer_prototype()
+
+    def ours() -> None:
+        for key, off in ranges:
+            pool.storage.read_range(key, off, 100_000)
+
+    def theirs() -> None:
+        for key, off in ranges:
+            buf = sync(store.get(key, prototype, RangeByteRequest(off, off + 100_000)))
+            assert buf is not None
+            buf.to_bytes()
+
+    times = []
+    for fn in (ours, theirs):
+        fn()
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        times.append(best / len(ranges))
+    return times[0], times[1]
 
 
 def main() -> int:
@@ -84,6 +184,43 @@ def main() -> int:
                 a = max(draw_rate(local, args.events, prefetch) for _ in range(2))
                 b = max(draw_rate(remote, args.events, prefetch) for _ in range(2))
                 print(f"| {prefetch} | {a:,.0f} | {b:,.0f} | {b / a:.2f} |")
+            try:
+                import obstore  # noqa: F401
+            except ImportError:
+                print("\nobstore is not installed: no zarr-python comparison on S3")
+            else:
+                endpoint = os.environ["AWS_ENDPOINT_URL"]
+                cpu = max(os.sched_getaffinity(0))
+                before = os.sched_getaffinity(0)
+                os.sched_setaffinity(0, {cpu})
+                try:
+                    rows = []
+                    for label, fn in (
+                        ("bgcache (Pool.read_events, boto3)", lambda: windows_bgcache(remote)),
+                        (
+                            "zarr-python (array API, ObjectStore/obstore)",
+                            lambda: windows_zarr("bench", "pool", endpoint),
+                        ),
+                    ):
+                        fn()
+                        best = float("inf")
+                        for _ in range(2):
+                            t0 = time.perf_counter()
+                            assert fn() == args.events
+                            best = min(best, time.perf_counter() - t0)
+                        rows.append((label, args.events / best))
+                finally:
+                    os.sched_setaffinity(0, before)
+                print("\n## Windows of 16 events from S3, one core\n")
+                print("| reader | events/s | vs bgcache |")
+                print("|---|---|---|")
+                for label, rate in rows:
+                    print(f"| {label} | {rate:,.0f} | {rate / rows[0][1]:.2f}x |")
+                ours, theirs = ranged_reads(remote, "bench", "pool", endpoint)
+                print(
+                    f"\nstore only, one ranged GET of 100 kB: bgcache (boto3) {1e3 * ours:.2f} ms, "
+                    f"zarr ObjectStore (obstore) {1e3 * theirs:.2f} ms ({theirs / ours:.2f}x)"
+                )
     finally:
         server.terminate()
         server.wait()
