@@ -45,7 +45,7 @@ from bgcache.build import build_pool
 from bgcache.models import load_model
 from bgcache.store import open_pool
 from bgcache.store.columns import PackedBlock, pack_block, unpack_block
-from bgcache.store.format import COLUMN_DTYPES, COLUMNS
+from bgcache.store.format import COLUMN_DTYPES, COLUMNS, column_key
 from bgcache.store.pool import create_or_open_pool
 from bgcache.store.shards import decode_chunk, decode_shard
 
@@ -111,14 +111,14 @@ def sequential(pool_path: Path, repeats: int = 3) -> dict[str, float]:
     raw = []
     for info in pool.block_list:
         base = info.path
-        record, _ = pool._marker(info)
+        record, _ = pool.block_marker(info)
         raw.append(
             (
                 info.n_events,
                 int(record["n_hits"]),
-                pool.storage.read(f"{base}/counts/c/0"),
-                pool.storage.read(f"{base}/index/c/0"),
-                pool.storage.read(f"{base}/charge/c/0"),
+                pool.storage.read(column_key(base, "counts")),
+                pool.storage.read(column_key(base, "index")),
+                pool.storage.read(column_key(base, "charge")),
             )
         )
     chunk = pool.layout.chunk_hits
@@ -360,7 +360,7 @@ def zarr_api(pool_path: Path, tmp: Path, draws: int = 300) -> dict[str, tuple[fl
         out["write a block, per event"] = (min(t_b) / len(events), min(t_z) / len(events))
 
         # the store layer alone: one ranged read of 100 kB of a shard (a window's column)
-        keys = [f"{b.path}/{c}/c/0" for b in blocks for c in ("index", "charge")]
+        keys = [column_key(b.path, c) for b in blocks for c in ("index", "charge")]
         ranges = [(k, off) for k in keys for off in range(0, 300_000, 100_000)]
         prototype = default_buffer_prototype()
 

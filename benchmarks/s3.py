@@ -102,10 +102,11 @@ def ranged_reads(url: str, bucket: str, prefix: str, endpoint: str) -> tuple[flo
     from zarr.storage import ObjectStore
 
     from bgcache.store import open_pool
+    from bgcache.store.format import column_key
 
     pool = open_pool(url)
     ranges = [
-        (f"{b.path}/{c}/c/0", off)
+        (column_key(b.path, c), off)
         for b in pool.block_list
         for c in ("index", "charge")
         for off in range(0, 300_000, 100_000)

@@ -3,22 +3,10 @@
 Above :mod:`bgcache.store` (it reads pools) and beside :mod:`bgcache.build` (its fallback
 generates events exactly as a build would). Framework adapters (basf2, PyTorch) sit on top.
 
-Draw policy (DESIGN 5), like Belle II's BGOverlayInput but without silent reuse:
-
-* the pool's positions ``0 .. N-1`` are split into ``njobs`` contiguous, disjoint shares;
-  job ``j`` owns ``[j*N // njobs, (j+1)*N // njobs)``;
-* the job starts at an offset inside its share derived from ``(seed, job)`` by the
-  counter-based generator (purpose ``OVERLAY``), reads on sequentially and wraps inside the
-  share: no pool event is handed out twice by one job;
-* when the share is used up: ``on_exhausted="generate"`` (default) generates events on the
-  fly with the pool's model, checkpoint and content options; ``"reuse"`` starts another
-  pass over the share and counts the reuses; ``"error"`` raises
-  :class:`~bgcache.errors.PoolExhaustedError`.
-
-Fallback keys: one fallback seed per (overlay seed, pool) — ``seed_from_string(
-"bgcache-fallback/<seed>")``, re-derived while it equals a seed of the pool — and job ``j``
-takes the indices ``j * 2**48 + k`` (k = 0, 1, ...). So no fallback key is a pool key and no
-two jobs share one (up to 65,536 jobs of 2**48 fallback events each).
+It follows the draw policy of :mod:`bgcache.draw` (DESIGN 5: disjoint shares, a
+seed-derived start, wrapping inside the share, fallback keys that collide with nothing, and
+what ``on_exhausted`` does); the names of that module that this one used to define are
+re-exported here.
 
 The pool-only path never imports torch: the checkpoint is located and its sha256 checked
 at initialisation (hashing the file needs no torch), and torch is imported only when the
@@ -27,7 +15,6 @@ first fallback event is needed.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -41,6 +28,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bgcache.draw import (
+    FALLBACK_INDEX_BITS,
+    MAX_JOBS,
+    ON_EXHAUSTED,
+    check_on_exhausted,
+    check_share,
+    draw_positions,
+    draw_ranges,
+    fallback_key,
+    fallback_seed,
+    generation_seconds_per_event,
+    plan_jobs,
+    share_bounds,
+    start_offset,
+)
 from bgcache.errors import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
@@ -51,71 +53,19 @@ from bgcache.errors import (
     did_you_mean,
 )
 from bgcache.hits import SparseEvent
-from bgcache.models import get_spec
-from bgcache.seeding import EventKey, Purpose, event_rng, seed_from_string, validate_seed
+from bgcache.models import file_sha256, get_spec
+from bgcache.seeding import EventKey, validate_seed
 from bgcache.store.catalog import BlockInfo
 from bgcache.store.pool import Pool, open_pool
 
 log = logging.getLogger("bgcache.overlay")
 
-#: What a job does when its share of the pool is used up.
-ON_EXHAUSTED = ("generate", "reuse", "error")
 #: What the reader does with a damaged block.
 ON_CORRUPT = ("raise", "skip")
-#: Bits of a fallback index that count a job's events; the bits above hold the job.
-FALLBACK_INDEX_BITS = 48
-#: Most jobs a pool can be split into (fallback keys of different jobs never collide).
-MAX_JOBS = 1 << 16
 #: Events decoded per read (one prefetch unit): small windows keep memory low.
 READ_EVENTS = 16
 #: Environment variable naming the checkpoint for fallback generation.
 CHECKPOINT_ENVVAR = "BGCACHE_CHECKPOINT"
-
-
-def share_bounds(n_events: int, job: int, njobs: int) -> tuple[int, int]:
-    """Pool positions ``[start, stop)`` of job ``job`` of ``njobs``.
-
-    Example:
-        >>> [share_bounds(10, j, 3) for j in range(3)]
-        [(0, 3), (3, 6), (6, 10)]
-    """
-    return job * n_events // njobs, (job + 1) * n_events // njobs
-
-
-def start_offset(seed: int, job: int, size: int) -> int:
-    """Where job ``job`` starts inside a share of ``size`` events (0 for an empty share)."""
-    if size <= 0:
-        return 0
-    return int(event_rng(seed, job, Purpose.OVERLAY).integers(size))
-
-
-def draw_positions(n_events: int, seed: int, job: int, njobs: int) -> list[int]:
-    """The pool positions job ``job`` hands out, in order, in one pass over its share.
-
-    Example:
-        >>> order = draw_positions(10, seed=1, job=2, njobs=3)
-        >>> sorted(order) == list(range(6, 10)), len(set(order)) == 4
-        (True, True)
-    """
-    start, stop = share_bounds(n_events, job, njobs)
-    size = stop - start
-    first = start_offset(seed, job, size)
-    return [start + (first + k) % size for k in range(size)]
-
-
-def fallback_seed(seed: int, pool_seeds: set[int] | frozenset[int]) -> int:
-    """The seed of an overlay's fallback stream: derived from ``seed``, not a pool seed."""
-    text = f"bgcache-fallback/{seed}"
-    value = seed_from_string(text)
-    while value in pool_seeds:
-        text += "/"
-        value = seed_from_string(text)
-    return value
-
-
-def fallback_key(seed: int, job: int, k: int) -> EventKey:
-    """The key of job ``job``'s ``k``-th fallback event in the fallback stream ``seed``."""
-    return EventKey(seed, (job << FALLBACK_INDEX_BITS) + k)
 
 
 @dataclass
@@ -224,9 +174,8 @@ class PoolOverlay:
     ) -> None:
         self.pool = pool if isinstance(pool, Pool) else open_pool(pool)
         self.seed = validate_seed(0 if seed is None else seed)
+        check_share(job, njobs)
         for name, value, low, high in (
-            ("njobs", njobs, 1, MAX_JOBS),
-            ("job", job, 0, njobs - 1 if isinstance(njobs, int) else 0),
             ("prefetch", prefetch, 0, 1024),
             ("prefetch_threads", prefetch_threads, 1, 64),
             ("nintra", nintra, 1, 1024),
@@ -234,11 +183,7 @@ class PoolOverlay:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise UsageError(f"{name} must be an integer in {low}..{high}, got {value!r}")
-        if on_exhausted not in ON_EXHAUSTED:
-            raise UsageError(
-                f"on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, got {on_exhausted!r}"
-                f"{did_you_mean(str(on_exhausted), ON_EXHAUSTED)}"
-            )
+        check_on_exhausted(on_exhausted)
         if on_corrupt not in ON_CORRUPT:
             raise UsageError(
                 f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}"
@@ -320,7 +265,7 @@ class PoolOverlay:
                 "pass checkpoint=... with the pool's checkpoint, or choose on_exhausted='reuse'"
             )
         want = self.pool.content.get("checkpoint_sha256")
-        have = _sha256(path)
+        have = file_sha256(path)
         if want != have:
             raise CheckpointMismatchError(
                 f"checkpoint {str(path)!r} is not the one pool '{self.pool.url}' was built with "
@@ -330,8 +275,9 @@ class PoolOverlay:
         return path
 
     def _load_generator(self) -> Any:
+        """The pool's generator with the pool's content options, loaded as a build loads it."""
         if self._generator is None:
-            from bgcache.models import load_model
+            from bgcache.build import load_generator
 
             content = self.pool.content
             if content.get("device_type", "cpu") != str(self.device).split(":")[0]:
@@ -344,17 +290,19 @@ class PoolOverlay:
                     content.get("device_type"),
                 )
             needs_torch = get_spec(self.pool.model).needs_torch
-            self._generator = load_model(
-                self.pool.model,
-                self.checkpoint,
-                device=self.device if needs_torch else "cpu",
-                optimize=bool(content.get("optimize", True)),
-                nintra=self.nintra,
-                ninter=self.ninter,
-                precision=str(content.get("precision", "fp32")),
-                # one event per pass, or the forward-pass shape a CUDA pool records (its
-                # events then equal what a build would store, at the cost of a padded pass)
-                batch_events=int(content.get("batch_events", 1)) if needs_torch else None,
+            self._generator = load_generator(
+                {
+                    "model": self.pool.model,
+                    "checkpoint": self.checkpoint,
+                    "device": self.device if needs_torch else "cpu",
+                    "optimize": bool(content.get("optimize", True)),
+                    "nintra": self.nintra,
+                    "ninter": self.ninter,
+                    "precision": str(content.get("precision", "fp32")),
+                    # one event per pass, or the forward-pass shape a CUDA pool records (its
+                    # events then equal what a build would store, at the cost of a padded pass)
+                    "batch_events": int(content.get("batch_events", 1)) if needs_torch else None,
+                }
             )
         return self._generator
 
@@ -370,10 +318,8 @@ class PoolOverlay:
     def _blocks_in_order(self) -> Iterator[tuple[BlockInfo, range]]:
         """The share's blocks in draw order, each with the in-block offsets to hand out:
         from the start offset to the share's end, then from the share's start on."""
-        start, stop = self.share
-        first = start + start_offset(self.seed, self.job, stop - start)
-        for a, b in ((first, stop), (start, first)):
-            yield from self.pool.spans(a, b)
+        for positions in draw_ranges(len(self.pool), self.seed, self.job, self.njobs):
+            yield from self.pool.spans(positions.start, positions.stop)
 
     def _windows(self) -> Iterator[tuple[BlockInfo, int, int]]:
         """One pass over the share as windows ``(block, lo, hi)`` of up to
@@ -590,120 +536,6 @@ class PoolOverlay:
         stop = getattr(self, "_stop", None)  # absent if __init__ failed
         if stop is not None:
             stop.set()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def generation_seconds_per_event(pool: Pool) -> float | None:
-    """Mean generation time per event recorded by the builds of ``pool`` (block markers),
-    or None if no block recorded one."""
-    import json
-
-    from bgcache.store.format import ATTRS_KEY, ZARR_JSON
-
-    seconds = events = 0.0
-    for info in pool.block_list:
-        raw = pool.storage.read(f"{info.path}/{ZARR_JSON}")
-        try:
-            value = json.loads(raw or b"")["attributes"][ATTRS_KEY].get("generate_seconds")
-        except (ValueError, KeyError, TypeError):
-            continue
-        if isinstance(value, int | float):
-            seconds += float(value)
-            events += info.n_events
-    return seconds / events if events else None
-
-
-def plan_jobs(
-    pool: str | os.PathLike[str] | Pool,
-    *,
-    njobs: int,
-    events_per_job: int,
-    seed: int = 0,
-    on_exhausted: str = "generate",
-) -> dict[str, Any]:
-    """What ``njobs`` overlay jobs of ``events_per_job`` events each would take from a pool.
-
-    Per job: its share of the pool, where it starts (for ``seed``), events from the pool,
-    and events generated, reused or missing (``on_exhausted="error"``) beyond its share;
-    the CPU time of the generated ones, from the generation time the pool's builds
-    recorded (same device as the build).
-
-    Example:
-        >>> import tempfile
-        >>> from bgcache.build import build_pool
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     _ = build_pool(tmp + "/p", model="synthetic", events=10)
-        ...     plan = plan_jobs(tmp + "/p", njobs=4, events_per_job=3)
-        ...     [(j["share_events"], j["from_pool"], j["beyond_share"]) for j in plan["jobs"]]
-        [(2, 2, 1), (3, 3, 0), (2, 2, 1), (3, 3, 0)]
-    """
-    opened = pool if isinstance(pool, Pool) else open_pool(pool)
-    seed = validate_seed(seed)
-    for name, value, low in (("njobs", njobs, 1), ("events_per_job", events_per_job, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
-    if njobs > MAX_JOBS:
-        raise UsageError(f"njobs must be at most {MAX_JOBS}, got {njobs}")
-    if on_exhausted not in ON_EXHAUSTED:
-        raise UsageError(
-            f"on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, got {on_exhausted!r}"
-            f"{did_you_mean(str(on_exhausted), ON_EXHAUSTED)}"
-        )
-    n = len(opened)
-    per_event = generation_seconds_per_event(opened)
-    jobs: list[dict[str, Any]] = []
-    for job in range(njobs):
-        start, stop = share_bounds(n, job, njobs)
-        size = stop - start
-        beyond = max(0, events_per_job - size)
-        generated = beyond if on_exhausted == "generate" else 0
-        jobs.append(
-            {
-                "job": job,
-                "share": [start, stop],
-                "share_events": size,
-                "start_position": start + start_offset(seed, job, size),
-                "from_pool": min(size, events_per_job),
-                "beyond_share": beyond,
-                "generated": generated,
-                "reused": beyond if on_exhausted == "reuse" else 0,
-                "missing": beyond if on_exhausted == "error" else 0,
-                "generate_seconds": generated * per_event if per_event is not None else None,
-            }
-        )
-    demand = njobs * events_per_job
-    generated_total = sum(j["generated"] for j in jobs)
-    return {
-        "pool": opened.url,
-        "model": opened.model,
-        "device_type": opened.content.get("device_type"),
-        "pool_events": n,
-        "njobs": njobs,
-        "events_per_job": events_per_job,
-        "seed": seed,
-        "on_exhausted": on_exhausted,
-        "demand": demand,
-        "from_pool": sum(j["from_pool"] for j in jobs),
-        "beyond_share": sum(j["beyond_share"] for j in jobs),
-        "generated": generated_total,
-        "reused": sum(j["reused"] for j in jobs),
-        "missing": sum(j["missing"] for j in jobs),
-        "jobs_exceeding_share": sum(1 for j in jobs if j["beyond_share"]),
-        "seconds_per_generated_event": per_event,
-        "generate_seconds": generated_total * per_event if per_event is not None else None,
-        "max_job_generate_seconds": max((j["generate_seconds"] or 0.0 for j in jobs), default=0.0)
-        if per_event is not None
-        else None,
-        "events_to_add": max(0, demand - n),
-        "jobs": jobs,
-    }
 
 
 __all__ = [

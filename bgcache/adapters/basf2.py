@@ -52,6 +52,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bgcache.adapters._digits import FILL_PATHS, Filler, select_filler
+from bgcache.draw import check_on_exhausted, check_share, share_bounds, sub_share
 from bgcache.errors import (
     BgcacheError,
     MissingDependencyError,
@@ -59,7 +60,7 @@ from bgcache.errors import (
     UsageError,
     did_you_mean,
 )
-from bgcache.overlay import MAX_JOBS, ON_EXHAUSTED, OverlayStats, PoolOverlay, share_bounds
+from bgcache.overlay import OverlayStats, PoolOverlay
 from bgcache.seeding import seed_from_string, validate_seed
 from bgcache.store.pool import Pool, open_pool
 
@@ -180,10 +181,8 @@ def parse_params(**params: Any) -> OverlayModuleParams:
         params["checkpoint"] = os.path.expandvars(os.fspath(checkpoint))
     if params.get("seed") is not None:
         params["seed"] = validate_seed(params["seed"])
-    njobs = params["njobs"]
+    check_share(params["job"], params["njobs"], prefix=f"{MODULE_NAME} parameter ")
     for name, low, high in (
-        ("njobs", 1, MAX_JOBS),
-        ("job", 0, njobs - 1 if isinstance(njobs, int) else 0),
         ("nintra", 1, 1024),
         ("ninter", 1, 1024),
         ("prefetch", 0, 1024),
@@ -193,24 +192,17 @@ def parse_params(**params: Any) -> OverlayModuleParams:
             raise UsageError(
                 f"{MODULE_NAME} parameter {name} must be an integer in {low}..{high}, got {value!r}"
             )
-    on_exhausted = params["on_exhausted"]
-    if on_exhausted not in ON_EXHAUSTED:
-        raise UsageError(
-            f"{MODULE_NAME} parameter on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, "
-            f"got {on_exhausted!r}"
-        )
+    check_on_exhausted(params["on_exhausted"], prefix=f"{MODULE_NAME} parameter ")
     params["pool"] = os.fspath(pool)
     return OverlayModuleParams(**params)
 
 
 def process_share(job: int, njobs: int, worker: int, nworkers: int) -> tuple[int, int]:
-    """The (job, njobs) a basf2 worker process draws: its sub-share of job ``job``.
-
-    Worker ``w`` of ``N`` takes share ``job * N + w`` of ``njobs * N``, so the workers of one
-    job split that job's share and the shares of different jobs stay disjoint.
+    """The (job, njobs) a basf2 worker process draws: its sub-share of job ``job``
+    (:func:`bgcache.draw.sub_share`, with basf2's words in the errors).
 
     Raises:
-        UsageError: more than :data:`~bgcache.overlay.MAX_JOBS` shares in all.
+        UsageError: more than :data:`~bgcache.draw.MAX_JOBS` shares in all.
 
     Example:
         >>> process_share(1, 4, worker=2, nworkers=8)
@@ -218,12 +210,7 @@ def process_share(job: int, njobs: int, worker: int, nworkers: int) -> tuple[int
     """
     if not 0 <= worker < nworkers:
         raise UsageError(f"basf2 worker {worker} is not in 0..{nworkers - 1}")
-    if njobs * nworkers > MAX_JOBS:
-        raise UsageError(
-            f"{njobs} jobs of {nworkers} basf2 worker processes each make "
-            f"{njobs * nworkers} pool shares, more than {MAX_JOBS}: use fewer processes"
-        )
-    return job * nworkers + worker, njobs * nworkers
+    return sub_share(job, njobs, worker, nworkers)
 
 
 def anchor_position(

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeAlias, TypeVar, cast
 
 import numpy as np
 
+from bgcache.draw import check_share, draw_positions, draw_ranges, share_bounds, sub_share
 from bgcache.errors import (
     EventNotFoundError,
     MissingDependencyError,
@@ -51,7 +52,6 @@ from bgcache.errors import (
     UsageError,
 )
 from bgcache.hits import SparseEvent
-from bgcache.overlay import MAX_JOBS, draw_positions, share_bounds, start_offset
 from bgcache.seeding import EventKey, validate_seed
 from bgcache.store.catalog import BlockInfo
 from bgcache.store.pool import Pool, open_pool
@@ -340,12 +340,7 @@ class PoolIterableDataset(_PoolSource, _IterableBase):
         transform: Callable[[Any], Any] | None = None,
     ) -> None:
         self.seed = validate_seed(seed)
-        for name, value, low, high in (
-            ("njobs", njobs, 1, MAX_JOBS),
-            ("job", job, 0, njobs - 1 if isinstance(njobs, int) else 0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise UsageError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        check_share(job, njobs)
         if passes is not None and (
             isinstance(passes, bool) or not isinstance(passes, int) or passes < 1
         ):
@@ -353,17 +348,12 @@ class PoolIterableDataset(_PoolSource, _IterableBase):
         self.njobs, self.job, self.passes = njobs, job, passes
         super().__init__(pool, output=output, transform=transform)
 
-    def _sub_job(self, worker: int, workers: int) -> tuple[int, int]:
-        if not 0 <= worker < workers:
-            raise UsageError(f"worker must be in 0..{workers - 1}, got {worker}")
-        return self.job * workers + worker, self.njobs * workers
-
     def positions(self, worker: int = 0, workers: int = 1) -> list[int]:
         """The pool positions one pass of worker ``worker`` of ``workers`` hands out, in order.
 
-        The same as :func:`bgcache.overlay.draw_positions` of its sub-job.
+        The same as :func:`bgcache.draw.draw_positions` of its sub-share.
         """
-        sub, nsub = self._sub_job(worker, workers)
+        sub, nsub = sub_share(self.job, self.njobs, worker, workers)
         return draw_positions(self._n_events, self.seed, sub, nsub)
 
     def __len__(self) -> int:
@@ -381,16 +371,15 @@ class PoolIterableDataset(_PoolSource, _IterableBase):
 
     def iter_worker(self, worker: int, workers: int) -> Iterator[Any]:
         """The items of worker ``worker`` of ``workers`` (what ``iter()`` gives in a worker)."""
-        sub, nsub = self._sub_job(worker, workers)
-        start, stop = share_bounds(self._n_events, sub, nsub)
-        if stop == start:
+        sub, nsub = sub_share(self.job, self.njobs, worker, workers)
+        ranges = draw_ranges(self._n_events, self.seed, sub, nsub)
+        if not (ranges[0] or ranges[1]):
             return
-        first = start + start_offset(self.seed, sub, stop - start)
         done = 0
         while self.passes is None or done < self.passes:
             head: tuple[BlockInfo, list[SparseEvent]] | None = None
-            for lo, hi in ((first, stop), (start, first)):
-                for info, offsets in self._spans(lo, hi):
+            for positions in ranges:
+                for info, offsets in self._spans(positions.start, positions.stop):
                     if head is not None and head[0] == info:
                         events = head[1]  # the block the start offset splits: read once
                     else:

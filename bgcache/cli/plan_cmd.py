@@ -7,9 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from bgcache.cli._options import SeedOption, choice
-
-#: What a job does past its share (the same as ``bgcache.overlay.ON_EXHAUSTED``).
-ON_EXHAUSTED = ("generate", "reuse", "error")
+from bgcache.draw import ON_EXHAUSTED
 
 
 def plan(
@@ -61,7 +59,7 @@ def plan(
         bgcache plan demo-pool -j 100 -n 25 --json
     """
     from bgcache.cli._output import print_json
-    from bgcache.overlay import plan_jobs
+    from bgcache.draw import plan_jobs
 
     result = plan_jobs(
         pool, njobs=jobs, events_per_job=events_per_job, seed=seed, on_exhausted=on_exhausted

@@ -12,6 +12,7 @@ one per key) and ``metadata()`` (what a pool must record about the content).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -221,6 +222,15 @@ def load_model(
     )
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file (a checkpoint's identity in a pool's content record)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def validate_threads(nintra: int, ninter: int) -> tuple[int, int]:
     """Check thread counts like the Belle II module: integers >= 1."""
     for label, value in (("nintra", nintra), ("ninter", ninter)):
@@ -234,6 +244,7 @@ __all__ = [
     "GAN_MODELS",
     "Generator",
     "ModelSpec",
+    "file_sha256",
     "get_spec",
     "load_model",
     "registered_models",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import importlib
 import types
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +29,7 @@ from bgcache.errors import (
 )
 from bgcache.geometry import CROP_START, N_SENSORS, N_U, N_V, PIXELS_PER_SENSOR
 from bgcache.hits import SparseEvent
-from bgcache.models import GAN_MODELS, get_spec, validate_threads
+from bgcache.models import GAN_MODELS, file_sha256, get_spec, validate_threads
 from bgcache.seeding import EventKey, as_keys, event_latents
 
 
@@ -96,15 +95,6 @@ def expected_layout(name: str) -> Mapping[str, tuple[tuple[int, ...], torch.dtyp
 
 
 # -- checkpoint files ------------------------------------------------------------------
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from bgcache._version import __version__
 from bgcache.errors import UsageError
-from bgcache.models import GAN_MODELS, get_spec
+from bgcache.models import GAN_MODELS, file_sha256, get_spec
 from bgcache.seeding import event_latents, validate_seed
 
 #: Fired-pixel mean charge (ADU) demo checkpoints are calibrated to (Geant4 reference: 21.6).
@@ -83,7 +83,7 @@ def checkpoint_info(path: str | Path, *, model: str | None = None) -> Checkpoint
     )
     return CheckpointInfo(
         path=str(Path(path).resolve()),
-        sha256=_torch.file_sha256(path),
+        sha256=file_sha256(path),
         size_bytes=Path(path).stat().st_size,
         model=target,
         matches=not problems,

@@ -174,6 +174,35 @@ def block_path(seed: int, name: str) -> str:
     return f"{stream_path(seed)}/{name}"
 
 
+#: Key of the streams group's metadata document.
+STREAMS_DOCUMENT = f"{STREAMS}/{ZARR_JSON}"
+
+
+def stream_document_key(seed: int) -> str:
+    """Key of a stream group's metadata document."""
+    return f"{stream_path(seed)}/{ZARR_JSON}"
+
+
+def marker_key(path: str) -> str:
+    """Key of the block marker (the block group's ``zarr.json``) of the block at ``path``."""
+    return f"{path}/{ZARR_JSON}"
+
+
+def column_key(path: str, column: str) -> str:
+    """Key of a block column's data: its one chunk (counts) or its one shard (index, charge).
+
+    Example:
+        >>> column_key("streams/0000000000000005/3", "index")
+        'streams/0000000000000005/3/index/c/0'
+    """
+    return f"{path}/{column}/c/0"
+
+
+def column_document_key(path: str, column: str) -> str:
+    """Key of a block column's array metadata document."""
+    return f"{path}/{column}/{ZARR_JSON}"
+
+
 def group_document(attributes: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``zarr.json`` of a group with bgcache's record in its attributes."""
     return {
@@ -251,15 +280,20 @@ __all__ = [
     "MAX_BLOCK_EVENTS",
     "PARTIAL_SUFFIX",
     "STREAMS",
+    "STREAMS_DOCUMENT",
     "ZARR_JSON",
     "Compression",
     "Layout",
     "array_document",
     "block_name",
     "block_path",
+    "column_document_key",
+    "column_key",
     "group_document",
+    "marker_key",
     "parse_block_name",
     "seed_of_stream",
+    "stream_document_key",
     "stream_name",
     "stream_path",
 ]

@@ -19,7 +19,6 @@ are stable while the pool's content is; an event's key (seed, index) is its iden
 from __future__ import annotations
 
 import bisect
-import json
 import os
 import socket
 from collections import OrderedDict
@@ -50,23 +49,28 @@ from bgcache.store.catalog import (
 )
 from bgcache.store.columns import PackedBlock, pack_block, unpack_block
 from bgcache.store.format import (
-    ATTRS_KEY,
     COLUMN_DTYPES,
     FORMAT_NAME,
     FORMAT_VERSION,
     STREAMS,
+    STREAMS_DOCUMENT,
     ZARR_JSON,
     Layout,
     array_document,
     block_name,
     block_path,
-    group_document,
+    column_document_key,
+    column_key,
+    marker_key,
+    stream_document_key,
     stream_path,
 )
 from bgcache.store.records import (
     content_differences,
     json_bytes,
+    node_document,
     now,
+    parse_block_marker,
     read_root_record,
     software_versions,
     summary_of,
@@ -142,6 +146,11 @@ class Pool:
     def block_list(self) -> list[BlockInfo]:
         """Complete blocks in position order."""
         return list(self._catalog.blocks)
+
+    @property
+    def stream_seeds(self) -> list[int]:
+        """Seeds that have a stream group, with or without complete blocks, ascending."""
+        return list(self._catalog.seeds)
 
     @property
     def leftovers(self) -> list[Leftover]:
@@ -265,31 +274,27 @@ class Pool:
             raise EventNotFoundError(self._missing_key(seed, index))
         return self._read_event(*found)
 
-    def _marker(self, info: BlockInfo) -> tuple[dict[str, Any], np.ndarray]:
-        """The block's marker record and its counts column (cached)."""
+    def block_marker(self, info: BlockInfo) -> tuple[dict[str, Any], np.ndarray]:
+        """The block's marker record and its counts column, checked against each other
+        (cached for the most recently used blocks).
+
+        Raises:
+            CorruptBlockError: the marker or the counts are missing, damaged or disagree.
+        """
         cached = self._markers.get(info.path)
         if cached is not None:
             self._markers.move_to_end(info.path)
             return cached
-        raw = self.storage.read(f"{info.path}/{ZARR_JSON}")
-        if raw is None:
-            raise CorruptBlockError(f"{self._where(info)}: its marker {ZARR_JSON} has disappeared")
-        try:
-            record = json.loads(raw)["attributes"][ATTRS_KEY]
-            n_hits = int(record["n_hits"])
-        except (ValueError, KeyError, TypeError):
-            raise CorruptBlockError(
-                f"{self._where(info)}: its marker {ZARR_JSON} is damaged"
-            ) from None
-        counts_raw = self.storage.read(f"{info.path}/counts/c/0")
+        where = self._where(info)
+        record = parse_block_marker(self.storage.read(marker_key(info.path)), where)
+        n_hits = int(record["n_hits"])
+        counts_raw = self.storage.read(column_key(info.path, "counts"))
         if counts_raw is None:
-            raise CorruptBlockError(f"{self._where(info)}: column counts is missing")
-        counts = decode_chunk(counts_raw, COLUMN_DTYPES["counts"], f"{self._where(info)} counts")
+            raise CorruptBlockError(f"{where}: column counts is missing")
+        counts = decode_chunk(counts_raw, COLUMN_DTYPES["counts"], f"{where} counts")
         counts = counts[: info.n_events]
         if counts.shape[0] != info.n_events or int(counts.sum(dtype=np.uint64)) != n_hits:
-            raise CorruptBlockError(
-                f"{self._where(info)}: counts do not add up to the marker's {n_hits} hits"
-            )
+            raise CorruptBlockError(f"{where}: counts do not add up to the marker's {n_hits} hits")
         self._markers[info.path] = (record, counts)
         if len(self._markers) > _CACHE_BLOCKS:
             self._markers.popitem(last=False)
@@ -297,7 +302,7 @@ class Pool:
 
     def _shard_index(self, info: BlockInfo, column: str, n_hits: int) -> np.ndarray:
         """The parsed shard index of a block's column (cached, like the markers)."""
-        key = f"{info.path}/{column}/c/0"
+        key = column_key(info.path, column)
         cached = self._indexes.get(key)
         if cached is not None:
             self._indexes.move_to_end(key)
@@ -323,24 +328,32 @@ class Pool:
     def _read_event(self, info: BlockInfo, offset: int) -> SparseEvent:
         return self.read_events(info, offset, offset + 1)[0]
 
+    def read_column(self, info: BlockInfo, column: str, where: str | None = None) -> np.ndarray:
+        """The decoded hit column ``index`` or ``charge`` of a whole block, every chunk's
+        checksum checked.
+
+        Args:
+            where: how errors name the column (default: the pool, the block and the column).
+
+        Raises:
+            CorruptBlockError: the marker, the counts or the column is missing or damaged.
+        """
+        record, _ = self.block_marker(info)
+        n_hits = int(record["n_hits"])
+        if n_hits == 0:
+            return np.zeros(0, COLUMN_DTYPES[column])
+        where = where or f"{self._where(info)} column {column}"
+        raw = self.storage.read(column_key(info.path, column))
+        if raw is None:
+            raise CorruptBlockError(f"{where}: its shard is missing")
+        return decode_shard(raw, n_hits, self.layout.chunk_hits, COLUMN_DTYPES[column], where)
+
     def read_columns(self, info: BlockInfo) -> PackedBlock:
         """The decoded columns of a whole block (every chunk's checksum checked)."""
-        record, counts = self._marker(info)
-        n_hits = int(record["n_hits"])
-        cols = {}
-        for column in ("index", "charge"):
-            key = f"{info.path}/{column}/c/0"
-            where = f"{self._where(info)} column {column}"
-            if n_hits == 0:
-                cols[column] = np.zeros(0, COLUMN_DTYPES[column])
-                continue
-            raw = self.storage.read(key)
-            if raw is None:
-                raise CorruptBlockError(f"{where}: its shard is missing")
-            cols[column] = decode_shard(
-                raw, n_hits, self.layout.chunk_hits, COLUMN_DTYPES[column], where
-            )
-        return PackedBlock(counts, cols["index"], cols["charge"])
+        _, counts = self.block_marker(info)
+        return PackedBlock(
+            counts, self.read_column(info, "index"), self.read_column(info, "charge")
+        )
 
     def read_block(self, info: BlockInfo) -> list[SparseEvent]:
         """All events of one block, in index order."""
@@ -363,14 +376,14 @@ class Pool:
             raise UsageError(
                 f"offsets {start}..{stop} are outside block {info.path} of {info.n_events} events"
             )
-        record, counts = self._marker(info)
+        record, counts = self.block_marker(info)
         n_hits = int(record["n_hits"])
         first = int(counts[:start].sum(dtype=np.uint64))
         last = first + int(counts[start:stop].sum(dtype=np.uint64))
         where = self._where(info)
         cols = {}
         for column in ("index", "charge"):
-            key = f"{info.path}/{column}/c/0"
+            key = column_key(info.path, column)
 
             def read(off: int, length: int, key: str = key) -> bytes:
                 return self.storage.read_range(key, off, length)
@@ -444,11 +457,12 @@ class Pool:
         blocks_per_seed: dict[int, int] = {}
         for info in self._catalog.blocks:
             blocks_per_seed[info.seed] = blocks_per_seed.get(info.seed, 0) + 1
-            raw = self.storage.read(f"{info.path}/{ZARR_JSON}")
             try:
-                hits += int(json.loads(raw or b"")["attributes"][ATTRS_KEY]["n_hits"])
-            except (ValueError, KeyError, TypeError):
+                marker = parse_block_marker(self.storage.read(marker_key(info.path)), info.path)
+            except CorruptBlockError:
                 unreadable += 1
+            else:
+                hits += int(marker["n_hits"])
         sizes = self.stored_bytes()
         n = self.n_events
         per_event = sizes["complete_blocks"] / n if n else None
@@ -520,20 +534,20 @@ class Pool:
         chunk = self.layout.chunk_hits
         n_hits = int(packed.index_delta.shape[0])
         objects = {
-            f"{path}/counts/c/0": encode_chunk(packed.counts, n, comp),
-            f"{path}/counts/{ZARR_JSON}": json_bytes(
+            column_key(path, "counts"): encode_chunk(packed.counts, n, comp),
+            column_document_key(path, "counts"): json_bytes(
                 array_document("counts", n, n, comp, sharded=False)
             ),
-            f"{path}/index/{ZARR_JSON}": json_bytes(
+            column_document_key(path, "index"): json_bytes(
                 array_document("index", n_hits, chunk, comp, sharded=True)
             ),
-            f"{path}/charge/{ZARR_JSON}": json_bytes(
+            column_document_key(path, "charge"): json_bytes(
                 array_document("charge", n_hits, chunk, comp, sharded=True)
             ),
         }
         if n_hits:
-            objects[f"{path}/index/c/0"] = encode_shard(packed.index_delta, chunk, comp)
-            objects[f"{path}/charge/c/0"] = encode_shard(packed.charge, chunk, comp)
+            objects[column_key(path, "index")] = encode_shard(packed.index_delta, chunk, comp)
+            objects[column_key(path, "charge")] = encode_shard(packed.charge, chunk, comp)
         for key, data in objects.items():
             self.storage.write(key, data)
         # make the renames durable before the marker can be: every directory that got an
@@ -559,8 +573,8 @@ class Pool:
             "software": software_versions(),
             **(dict(extra) if extra else {}),
         }
-        marker_bytes = json_bytes(group_document(marker))
-        self.storage.write(f"{path}/{ZARR_JSON}", marker_bytes)
+        marker_bytes = node_document(marker)
+        self.storage.write(marker_key(path), marker_bytes)
         self.storage.sync_dir(path)
         return name, sum(nbytes.values()) + len(marker_bytes) + sum(
             len(d) for k, d in objects.items() if k.endswith(ZARR_JSON)
@@ -569,8 +583,7 @@ class Pool:
     def ensure_stream(self, seed: int) -> None:
         """Create the group of stream ``seed`` if it does not exist yet."""
         created = self.storage.write_new(
-            f"{stream_path(seed)}/{ZARR_JSON}",
-            json_bytes(group_document({"kind": "stream", "seed": seed})),
+            stream_document_key(seed), node_document({"kind": "stream", "seed": seed})
         )
         if created:
             self.storage.sync_dir(stream_path(seed))
@@ -592,7 +605,7 @@ class Pool:
                 break
             current["streams"] = summary
             current["updated"] = now()
-            self.storage.write(ZARR_JSON, json_bytes(group_document(current)))
+            self.storage.write(ZARR_JSON, node_document(current))
             self.record = current
         self.record = read_root_record(self.storage)
 
@@ -741,7 +754,7 @@ def create_or_open_pool(
             "streams": [],
         }
         # two writers creating one pool: one wins, the other reads its record below
-        storage.write_new(ZARR_JSON, json_bytes(group_document(new_record)))
+        storage.write_new(ZARR_JSON, node_document(new_record))
         storage.sync_dir("")
     record = read_root_record(storage)
     differences = content_differences(record["content"], content)
@@ -756,9 +769,9 @@ def create_or_open_pool(
             f"pool '{storage.url}' has block_events={have.block_events}, chunk_hits={have.chunk_hits}: "
             "a pool's layout is fixed when it is created; leave --block-events out or use the pool's value"
         )
-    if storage.read(f"{STREAMS}/{ZARR_JSON}") is None:
+    if storage.read(STREAMS_DOCUMENT) is None:
         # created with the root; also when a writer was killed between the root and the streams group
-        storage.write_new(f"{STREAMS}/{ZARR_JSON}", json_bytes(group_document({"kind": "streams"})))
+        storage.write_new(STREAMS_DOCUMENT, node_document({"kind": "streams"}))
         storage.sync_dir(STREAMS)
         storage.sync_dir("")
     return Pool(storage, record)

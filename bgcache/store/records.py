@@ -1,7 +1,11 @@
-"""The root record of a pool: reading and checking it, what it compares, what it records.
+"""bgcache's records in a pool's metadata documents: the root record and the block markers.
 
-Below :mod:`bgcache.store.pool`. The root record is ``attributes["bgcache"]`` of the pool's
-root ``zarr.json`` (its keys are listed in ``docs/format.md``).
+Below :mod:`bgcache.store.pool`. Every node bgcache writes carries its record in
+``attributes["bgcache"]`` of its ``zarr.json``: the root record (keys listed in
+``docs/format.md``), the stream groups' (the seed) and the block markers (n_events, n_hits,
+nbytes, writer...). This module is the one place that turns those documents into records
+and back (:func:`node_document`, :func:`node_record`, :func:`parse_block_marker`), reads
+and checks the root record, and says what a record holds.
 """
 
 from __future__ import annotations
@@ -14,8 +18,15 @@ from typing import Any
 import numpy as np
 
 from bgcache._version import __version__
-from bgcache.errors import NotAPoolError, PoolFormatError, PoolNotFoundError
-from bgcache.store.format import ATTRS_KEY, FORMAT_NAME, FORMAT_VERSION, ZARR_JSON, Layout
+from bgcache.errors import CorruptBlockError, NotAPoolError, PoolFormatError, PoolNotFoundError
+from bgcache.store.format import (
+    ATTRS_KEY,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    ZARR_JSON,
+    Layout,
+    group_document,
+)
 from bgcache.store.storage import Storage
 
 #: Content keys whose values must agree between a pool and a build that appends to it.
@@ -38,6 +49,47 @@ def now() -> str:
 
 def json_bytes(doc: Mapping[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def node_document(record: Mapping[str, Any] | None = None) -> bytes:
+    """The ``zarr.json`` bytes of a group node carrying ``record`` (root, stream, marker)."""
+    return json_bytes(group_document(dict(record) if record is not None else None))
+
+
+def node_record(raw: bytes | None) -> dict[str, Any] | None:
+    """bgcache's record in a node's ``zarr.json`` bytes; None if missing or unreadable.
+
+    Example:
+        >>> node_record(node_document({"kind": "stream", "seed": 5}))
+        {'kind': 'stream', 'seed': 5}
+        >>> node_record(b"{") is None, node_record(None) is None
+        (True, True)
+    """
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)["attributes"][ATTRS_KEY]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def parse_block_marker(raw: bytes | None, where: str) -> dict[str, Any]:
+    """A block marker's record, checked to hold an integer ``n_hits``.
+
+    Raises:
+        CorruptBlockError: the marker is missing or damaged (``where`` names the block).
+    """
+    if raw is None:
+        raise CorruptBlockError(f"{where}: its marker {ZARR_JSON} has disappeared")
+    record = node_record(raw)
+    try:
+        if record is None:
+            raise TypeError
+        int(record["n_hits"])
+    except (ValueError, KeyError, TypeError):
+        raise CorruptBlockError(f"{where}: its marker {ZARR_JSON} is damaged") from None
+    return record
 
 
 def software_versions() -> dict[str, str | None]:
@@ -135,7 +187,10 @@ __all__ = [
     "CONTENT_KEYS",
     "content_differences",
     "json_bytes",
+    "node_document",
+    "node_record",
     "now",
+    "parse_block_marker",
     "read_root_record",
     "software_versions",
     "summary_of",

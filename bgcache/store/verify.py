@@ -28,17 +28,17 @@ from bgcache.errors import BgcacheError, CorruptBlockError
 from bgcache.store.catalog import lost_blocks
 from bgcache.store.columns import PackedBlock, check_block
 from bgcache.store.format import (
-    ATTRS_KEY,
     COLUMN_DTYPES,
     PARTIAL_SUFFIX,
-    STREAMS,
+    STREAMS_DOCUMENT,
     ZARR_JSON,
-    block_path,
-    stream_path,
+    column_document_key,
+    column_key,
+    marker_key,
+    stream_document_key,
 )
 from bgcache.store.pool import BlockInfo, Pool, open_pool
-from bgcache.store.records import read_root_record, summary_of
-from bgcache.store.shards import decode_shard
+from bgcache.store.records import node_record, parse_block_marker, read_root_record, summary_of
 from bgcache.store.storage import PROBE_PREFIX
 
 
@@ -157,24 +157,21 @@ def verify_pool(
 
 def _check_groups(pool: Pool, report: VerifyReport) -> None:
     storage = pool.storage
-    if storage.read(f"{STREAMS}/{ZARR_JSON}") is None:
-        if pool.block_list or pool._catalog.seeds:
-            report.problems.append(Finding("metadata", f"{STREAMS}/{ZARR_JSON}", "missing"))
+    if storage.read(STREAMS_DOCUMENT) is None:
+        if pool.block_list or pool.stream_seeds:
+            report.problems.append(Finding("metadata", STREAMS_DOCUMENT, "missing"))
         else:  # a build killed between creating the root and the streams group
             report.warnings.append(
                 Finding(
                     "incomplete pool",
-                    f"{STREAMS}/{ZARR_JSON}",
+                    STREAMS_DOCUMENT,
                     "missing: the pool's creation was interrupted; a build completes it",
                 )
             )
     for seed in sorted({b.seed for b in pool.block_list}):
-        key = f"{stream_path(seed)}/{ZARR_JSON}"
+        key = stream_document_key(seed)
         raw = storage.read(key)
-        try:
-            record = json.loads(raw)["attributes"][ATTRS_KEY] if raw is not None else None
-        except (ValueError, KeyError, TypeError):
-            record = None
+        record = node_record(raw)
         if raw is None:
             report.problems.append(Finding("metadata", key, "stream group metadata is missing"))
         elif record is None or record.get("seed") != seed:
@@ -195,14 +192,14 @@ def _finding(kind: str, info: BlockInfo, message: str) -> Finding:
 
 def _check_block(pool: Pool, info: BlockInfo, report: VerifyReport) -> None:
     storage = pool.storage
-    base = block_path(info.seed, info.name)
-    raw = storage.read(f"{base}/{ZARR_JSON}")
+    base = info.path
+    raw = storage.read(marker_key(base))
     try:
-        marker = json.loads(raw or b"")["attributes"][ATTRS_KEY]
-        n_hits = int(marker["n_hits"])
-    except (ValueError, KeyError, TypeError):
+        marker = parse_block_marker(raw, base)
+    except CorruptBlockError:
         report.problems.append(_finding("metadata", info, "block marker is damaged or unreadable"))
         return
+    n_hits = int(marker["n_hits"])
     report.bytes_read += len(raw or b"")
     expected = {
         "seed": info.seed,
@@ -221,7 +218,7 @@ def _check_block(pool: Pool, info: BlockInfo, report: VerifyReport) -> None:
             )
     shapes = {"counts": info.n_events, "index": n_hits, "charge": n_hits}
     for column, n in shapes.items():
-        doc_raw = storage.read(f"{base}/{column}/{ZARR_JSON}")
+        doc_raw = storage.read(column_document_key(base, column))
         try:
             doc = json.loads(doc_raw or b"")
             shape_ok = doc["shape"] == [n] and doc["data_type"] == COLUMN_DTYPES[column].name
@@ -238,8 +235,7 @@ def _check_block(pool: Pool, info: BlockInfo, report: VerifyReport) -> None:
             )
     nbytes = marker.get("nbytes", {})
     for column in ("counts", "index", "charge"):
-        key = f"{base}/{column}/c/0"
-        size = storage.size(key)
+        size = storage.size(column_key(base, column))
         stored = nbytes.get(column) if isinstance(nbytes, dict) else None
         if size is None:
             if shapes[column] > 0:
@@ -248,7 +244,7 @@ def _check_block(pool: Pool, info: BlockInfo, report: VerifyReport) -> None:
                 )
             continue
         if isinstance(stored, int):
-            meta_size = storage.size(f"{base}/{column}/{ZARR_JSON}") or 0
+            meta_size = storage.size(column_document_key(base, column)) or 0
             if size + meta_size != stored:
                 report.problems.append(
                     _finding(
@@ -258,24 +254,19 @@ def _check_block(pool: Pool, info: BlockInfo, report: VerifyReport) -> None:
                     )
                 )
     try:
-        _, counts = pool._marker(info)
+        _, counts = pool.block_marker(info)
     except CorruptBlockError as exc:
         report.problems.append(_finding("checksum", info, _short(exc, pool)))
         return
-    report.bytes_read += storage.size(f"{base}/counts/c/0") or 0
+    report.bytes_read += storage.size(column_key(base, "counts")) or 0
     columns: dict[str, np.ndarray] = {}
     for column in ("index", "charge"):
-        if n_hits == 0:
-            columns[column] = np.zeros(0, COLUMN_DTYPES[column])
-            continue
-        data = storage.read(f"{base}/{column}/c/0")
-        if data is None:
+        size = storage.size(column_key(base, column)) if n_hits else 0
+        if size is None:
             continue  # reported above
-        report.bytes_read += len(data)
+        report.bytes_read += size
         try:
-            columns[column] = decode_shard(
-                data, n_hits, pool.layout.chunk_hits, COLUMN_DTYPES[column], f"column {column}"
-            )
+            columns[column] = pool.read_column(info, column, where=f"column {column}")
         except CorruptBlockError as exc:
             report.problems.append(_finding("checksum", info, str(exc)))
     if len(columns) < 2:
