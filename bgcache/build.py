@@ -21,16 +21,23 @@ import multiprocessing
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bgcache.block_tasks import (
+    BlockTask,
+    BuildResult,
+    BuildRun,
+    Progress,
+    generate_events,
+    load_generator,
+    open_writer,
+    write_task,
+)
 from bgcache.errors import PoolExistsError, UsageError
-from bgcache.hits import SparseEvent
-from bgcache.models import get_spec, load_model, validate_threads
-from bgcache.seeding import EventKey, validate_index, validate_seed
+from bgcache.models import get_spec, validate_threads
+from bgcache.seeding import validate_index, validate_seed
 from bgcache.store.format import (
     DEFAULT_BLOCK_EVENTS,
     DEFAULT_BLOCK_EVENTS_GAN_CPU,
@@ -38,7 +45,6 @@ from bgcache.store.format import (
     Layout,
 )
 from bgcache.store.pool import Pool, check_build_location, create_or_open_pool, open_storage
-from bgcache.store.records import read_root_record
 
 #: Metadata fields of a generator that describe the software or a local path, not content.
 _NOT_CONTENT = ("checkpoint_path", "torch", "numpy", "reference")
@@ -48,79 +54,6 @@ _DEFAULT_BATCH = 32
 
 #: Most blocks one build (one shard of it) plans: a larger list is a mistyped --events.
 MAX_BUILD_BLOCKS = 1 << 20
-
-#: ``progress(done, total)``: events done so far (skipped ones included) of the total.
-Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class BlockTask:
-    """One block to build: keys ``(seed, block*B) .. (seed, block*B + n_events - 1)``."""
-
-    seed: int
-    block: int
-    n_events: int
-    block_events: int
-
-    @property
-    def first_index(self) -> int:
-        """Index of the block's first event."""
-        return self.block * self.block_events
-
-    def keys(self) -> list[EventKey]:
-        """The block's event keys."""
-        return [EventKey(self.seed, self.first_index + i) for i in range(self.n_events)]
-
-
-@dataclass
-class BuildResult:
-    """What a build did (all times in seconds)."""
-
-    pool: str
-    model: str
-    seed: int
-    first_index: int
-    stop_index: int
-    shard: tuple[int, int] | None
-    block_events: int
-    blocks_total: int = 0
-    blocks_written: int = 0
-    blocks_skipped: int = 0
-    events_written: int = 0
-    events_skipped: int = 0
-    bytes_written: int = 0
-    seconds: float = 0.0
-    load_seconds: float = 0.0
-    generate_seconds: float = 0.0
-    write_seconds: float = 0.0
-    workers: int = 1
-    pool_events: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def events_per_second(self) -> float | None:
-        """Events written per second of build time."""
-        return (
-            self.events_written / self.seconds if self.seconds > 0 and self.events_written else None
-        )
-
-    def add_block(self, n_events: int, nbytes: int, generate_s: float, write_s: float) -> None:
-        """Count one block written (by this process, a worker process or a Dask task)."""
-        self.blocks_written += 1
-        self.events_written += n_events
-        self.bytes_written += nbytes
-        self.generate_seconds += generate_s
-        self.write_seconds += write_s
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable record of the build."""
-        out = asdict(self)
-        out["shard"] = list(self.shard) if self.shard else None
-        out["events_per_second"] = self.events_per_second
-        out["bytes_per_event"] = (
-            self.bytes_written / self.events_written if self.events_written else None
-        )
-        return out
 
 
 def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -375,9 +308,17 @@ def build_pool(
                 "range and --no-resume was given: drop --no-resume to complete only what is missing"
             )
         total = sum(t.n_events for t in tasks)
-        done = result.events_skipped
-        if progress is not None:
-            progress(done, total)
+        run = BuildRun(
+            url=storage.absolute_url() if client is not None else storage.url,
+            options=options,
+            todo=todo,
+            batch=batch,
+            result=result,
+            progress=progress,
+            done=0,
+            total=total,
+        )
+        run.tick(result.events_skipped)
         if todo:
             target.ensure_stream(seed)
             try:
@@ -385,33 +326,12 @@ def build_pool(
                     from bgcache.distributed import build_on_dask
 
                     del gen
-                    build_on_dask(
-                        storage.absolute_url(),
-                        options,
-                        todo,
-                        client,
-                        batch,
-                        result,
-                        progress,
-                        done,
-                        total,
-                    )
+                    build_on_dask(run, client)
                 elif workers == 1:
-                    _build_inline(
-                        target,
-                        gen,
-                        todo,
-                        batch,
-                        result,
-                        progress,
-                        done,
-                        total,
-                    )
+                    _build_inline(run, target, gen)
                 else:
                     del gen
-                    _build_workers(
-                        storage.url, options, todo, workers, batch, result, progress, done, total
-                    )
+                    _build_workers(run, workers)
             finally:
                 target.refresh_summary()
         else:
@@ -429,34 +349,14 @@ def _complete(pool: Pool, task: BlockTask) -> bool:
     return found is not None and found[0].n_events >= task.n_events
 
 
-def _generate(
-    gen: Any, keys: Sequence[EventKey], batch: int, tick: Callable[[int], None] | None
-) -> list[SparseEvent]:
-    out: list[SparseEvent] = []
-    for i in range(0, len(keys), batch):
-        part = keys[i : i + batch]
-        out.extend(gen.events(part))
-        if tick is not None:
-            tick(len(part))
-    return out
-
-
 _STOP = object()
 
 
-def _build_inline(
-    pool: Pool,
-    gen: Any,
-    todo: list[BlockTask],
-    batch: int,
-    result: BuildResult,
-    progress: Progress | None,
-    done: int,
-    total: int,
-) -> None:
+def _build_inline(run: BuildRun, pool: Pool, gen: Any) -> None:
     """Generate in this thread, compress and write in a writer thread (one block queued)."""
     blocks: queue.Queue[Any] = queue.Queue(maxsize=1)
     failure: list[BaseException] = []
+    result = run.result
 
     def writer() -> None:
         while True:
@@ -474,24 +374,17 @@ def _build_inline(
             except BaseException as exc:  # handed to the main thread
                 failure.append(exc)
                 continue
-            # generation time is counted by the generating thread
+            # generation time is counted by the generating thread, progress as it generates
             result.add_block(task.n_events, nbytes, 0.0, time.perf_counter() - t0)
 
     thread = threading.Thread(target=writer, name="bgcache-writer", daemon=True)
     thread.start()
-    counter = [done]
-
-    def tick(n: int) -> None:
-        counter[0] += n
-        if progress is not None:
-            progress(counter[0], total)
-
     try:
-        for task in todo:
+        for task in run.todo:
             if failure:
                 break
             t0 = time.perf_counter()
-            events = _generate(gen, task.keys(), batch, tick)
+            events = generate_events(gen, task.keys(), run.batch, run.tick)
             seconds = time.perf_counter() - t0
             result.generate_seconds += seconds
             blocks.put((task, events, seconds))
@@ -507,68 +400,39 @@ def _build_inline(
 _WORKER: dict[str, Any] = {}
 
 
-def load_generator(options: dict[str, Any]) -> Any:
-    """The generator of a build's ``options`` (model, checkpoint and the
-    :func:`bgcache.models.load_model` keywords), as every process of a build loads it."""
-    opts = dict(options)
-    return load_model(opts.pop("model"), opts.pop("checkpoint"), **opts)
-
-
 def _worker_init(url: str, options: dict[str, Any]) -> None:
     """Load the model once per worker process."""
     _WORKER["gen"] = load_generator(options)
-    _WORKER["pool"] = Pool(open_storage(url), read_root_record(open_storage(url)))
+    _WORKER["pool"] = open_writer(url)
 
 
 def _worker_block(task: BlockTask, batch: int) -> tuple[int, int, float, float]:
     return write_task(_WORKER["gen"], _WORKER["pool"], task, batch)
 
 
-def write_task(gen: Any, pool: Pool, task: BlockTask, batch: int) -> tuple[int, int, float, float]:
-    """Generate, compress and write one block; ``(events, bytes, generate s, write s)``."""
-    t0 = time.perf_counter()
-    events = _generate(gen, task.keys(), batch, None)
-    t1 = time.perf_counter()
-    _, nbytes = pool.write_block(
-        task.seed, task.block, events, extra={"generate_seconds": round(t1 - t0, 3)}
-    )
-    return task.n_events, nbytes, t1 - t0, time.perf_counter() - t1
-
-
-def _build_workers(
-    url: str,
-    options: dict[str, Any],
-    todo: list[BlockTask],
-    workers: int,
-    batch: int,
-    result: BuildResult,
-    progress: Progress | None,
-    done: int,
-    total: int,
-) -> None:
+def _build_workers(run: BuildRun, workers: int) -> None:
     """Each worker process generates, compresses and writes whole blocks."""
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(url, options)
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(run.url, run.options),
     ) as ex:
         pending: set[Future[tuple[int, int, float, float]]] = set()
-        queued = iter(todo)
+        queued = iter(run.todo)
         try:
             for task in queued:
-                pending.add(ex.submit(_worker_block, task, batch))
+                pending.add(ex.submit(_worker_block, task, run.batch))
                 if len(pending) >= 2 * workers:
                     break
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    n, nbytes, gen_s, write_s = fut.result()
-                    result.add_block(n, nbytes, gen_s, write_s)
-                    done += n
-                    if progress is not None:
-                        progress(done, total)
+                    run.count(*fut.result())
                     following = next(queued, None)
                     if following is not None:
-                        pending.add(ex.submit(_worker_block, following, batch))
+                        pending.add(ex.submit(_worker_block, following, run.batch))
         except BaseException:
             for fut in pending:
                 fut.cancel()

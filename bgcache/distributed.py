@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bgcache.errors import BgcacheError, MissingDependencyError, SchedulerError, UsageError
 
 if TYPE_CHECKING:
-    from bgcache.build import BlockTask, BuildResult
+    from bgcache.block_tasks import BlockTask, BuildRun
 
 #: Times Dask reruns a failed block task before the build gives up.
 RETRIES = 3
@@ -50,16 +49,13 @@ def dask_block(
     url: str, options: dict[str, Any], task: BlockTask, batch: int
 ) -> tuple[int, int, float, float]:
     """The task run on a worker: one block, generated and written into the pool."""
-    from bgcache.build import load_generator, write_task
-    from bgcache.store.pool import Pool, open_storage
-    from bgcache.store.records import read_root_record
+    from bgcache.block_tasks import load_generator, open_writer, write_task
 
     key = json.dumps([url, options], sort_keys=True)
     if _STATE.get("key") != key:
         _STATE.clear()
         gen = load_generator(options)
-        storage = open_storage(url)
-        _STATE.update(key=key, gen=gen, pool=Pool(storage, read_root_record(storage)))
+        _STATE.update(key=key, gen=gen, pool=open_writer(url))
     return write_task(_STATE["gen"], _STATE["pool"], task, batch)
 
 
@@ -114,39 +110,29 @@ def connect(scheduler: str) -> Any:
         ) from None
 
 
-def build_on_dask(
-    url: str,
-    options: dict[str, Any],
-    todo: list[BlockTask],
-    client: Any,
-    batch: int,
-    result: BuildResult,
-    progress: Callable[[int, int], None] | None,
-    done: int,
-    total: int,
-) -> None:
-    """Run the blocks ``todo`` as tasks on the cluster of ``client`` (see :func:`connect`),
-    fill ``result``, and close the client.
+def build_on_dask(run: BuildRun, client: Any) -> None:
+    """Run the blocks of ``run`` as tasks on the cluster of ``client`` (see :func:`connect`),
+    count them in ``run``, and close the client.
 
     Raises:
         SchedulerError: a task failed after its retries (complete blocks stay; run the
             build again to complete the rest).
     """
     distributed = import_distributed()
-    run = uuid.uuid4().hex[:8]
+    tag = uuid.uuid4().hex[:8]
     try:
         futures = [
             client.submit(
                 dask_block,
-                url,
-                options,
+                run.url,
+                run.options,
                 task,
-                batch,
-                key=f"bgcache-block-{task.seed}-{task.block}-{run}",
+                run.batch,
+                key=f"bgcache-block-{task.seed}-{task.block}-{tag}",
                 pure=False,
                 retries=RETRIES,
             )
-            for task in todo
+            for task in run.todo
         ]
         for future in distributed.as_completed(futures, loop=client.loop):
             try:
@@ -161,10 +147,7 @@ def build_on_dask(
                     f"({type(exc).__name__}: {exc}); complete blocks are kept: run the same "
                     "build again to complete the rest"
                 ) from None
-            result.add_block(n, nbytes, gen_s, write_s)
-            done += n
-            if progress is not None:
-                progress(done, total)
+            run.count(n, nbytes, gen_s, write_s)
     finally:
         client.close()
 

@@ -277,7 +277,7 @@ class PoolOverlay:
     def _load_generator(self) -> Any:
         """The pool's generator with the pool's content options, loaded as a build loads it."""
         if self._generator is None:
-            from bgcache.build import load_generator
+            from bgcache.block_tasks import load_generator
 
             content = self.pool.content
             if content.get("device_type", "cpu") != str(self.device).split(":")[0]:

@@ -79,7 +79,7 @@ def plot_pool(
         stats: statistics of the pool (see :class:`bgcache.stats.PoolStatistics`).
         event: one event to draw as a hitmap (panel c), or None.
         reference: reference figures (default:
-            :func:`bgcache.models.synthetic.load_reference`).
+            :func:`bgcache.reference.load_reference`).
         title: figure title (default: built from ``model`` and the number of events).
         model: model name shown in the default title.
         note: shown prominently under the title, e.g. that the pool is not a physics model.

@@ -21,7 +21,7 @@ import numpy as np
 from bgcache.errors import EventError, UsageError
 from bgcache.geometry import N_SENSORS, PIXELS_PER_SENSOR, SENSORS
 from bgcache.hits import SparseEvent
-from bgcache.models.synthetic import load_reference
+from bgcache.reference import load_reference
 
 #: Charge histogram bins: one per ADU 0..255; charges above 255 (merged digits) count in 255.
 N_CHARGE_BINS = 256
@@ -275,7 +275,7 @@ def reference_charge_spectrum(reference: Mapping[str, Any] | None = None) -> np.
     dropped. A bin wider than one ADU (the empty [1, 7)) is spread evenly over its ADUs.
 
     Args:
-        reference: figures as from :func:`bgcache.models.synthetic.load_reference`
+        reference: figures as from :func:`bgcache.reference.load_reference`
             (default: that).
 
     Returns:
@@ -329,7 +329,7 @@ def compare_with_reference(
 
     Args:
         stats: statistics of the pool (or sample) to compare.
-        reference: figures as from :func:`bgcache.models.synthetic.load_reference`
+        reference: figures as from :func:`bgcache.reference.load_reference`
             (default: that).
 
     Returns:

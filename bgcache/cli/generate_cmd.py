@@ -149,7 +149,7 @@ def generate(
 
 
 def _reference() -> dict[str, Any]:
-    from bgcache.models.synthetic import load_reference
+    from bgcache.reference import load_reference
 
     return dict(load_reference())
 

@@ -6,8 +6,9 @@ spectrum and hit-count fluctuation follow the Geant4 reference figures shipped i
 (c) 2022 Hosein Hashemi), so that pools of 10^4-10^6 events can be built in minutes for
 I/O work, benchmarks and demos. It never imports torch.
 
-This module owns the packaged reference figures (:func:`load_reference`) and the
-generator (:func:`load_synthetic`, :class:`SyntheticGenerator`). How one event is drawn,
+The reference figures are :mod:`bgcache.reference`'s (:func:`load_reference` is
+re-exported here); this module owns the generator (:func:`load_synthetic`,
+:class:`SyntheticGenerator`). How one event is drawn,
 all from :func:`bgcache.seeding.event_rng` with purpose ``SYNTHETIC``:
 
 1. per sensor, a cluster count ~ Poisson(mu_s * G_s), where G_s ~ Gamma(mean 1) adds the
@@ -26,10 +27,8 @@ all from :func:`bgcache.seeding.event_rng` with purpose ``SYNTHETIC``:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from bgcache.errors import UsageError
 from bgcache.geometry import N_SENSORS, N_U, N_V, PIXELS_PER_SENSOR
 from bgcache.hits import SparseEvent
 from bgcache.models import validate_threads
+from bgcache.reference import load_reference
 from bgcache.seeding import EventKey, Purpose, as_keys, event_rng
 
 #: Version of the event recipe; bump whenever the events drawn for a key change.
@@ -89,53 +89,6 @@ _TEMPLATES: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, ("###", "###", "###")),
 )
 
-_REFERENCE_ARRAYS = (
-    "occupancy_per_sensor",
-    "mean_charge_per_sensor",
-    "charge_histogram",
-    "charge_bin_edges",
-    "occupancy_histogram",
-    "occupancy_bin_edges",
-)
-
-
-@cache
-def _reference() -> dict[str, Any]:
-    text = resources.files("bgcache").joinpath("data/pxd_reference.json").read_text("utf-8")
-    raw = json.loads(text)
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in _REFERENCE_ARRAYS:
-            arr = np.asarray(value, dtype=np.float64)
-            arr.setflags(write=False)
-            out[key] = arr
-        else:
-            out[key] = value
-    return out
-
-
-def load_reference() -> dict[str, Any]:
-    """The packaged Geant4 reference statistics of PXD beam background.
-
-    Arrays are read-only float64: ``occupancy_per_sensor`` and ``mean_charge_per_sensor``
-    (40 values in sensor-index order), ``charge_histogram`` (251 counts over all pixels)
-    with ``charge_bin_edges`` (252; bin 0 is [-1, 1) and holds the zeros, bin 1 is [1, 7)
-    and is empty, then one bin per ADU 7..255), ``occupancy_histogram`` with
-    ``occupancy_bin_edges`` (per-image occupancy). Strings: ``description``, ``source``,
-    ``license``, ``sensor_order``; ``fields`` describes each figure.
-
-    Returns:
-        A new dict on each call (the arrays are shared and read-only).
-
-    Example:
-        >>> ref = load_reference()
-        >>> ref["occupancy_per_sensor"].shape, ref["charge_bin_edges"].shape
-        ((40,), (252,))
-        >>> "IEA-GAN" in ref["source"]
-        True
-    """
-    return dict(_reference())
-
 
 def _fired_charge_spectrum(ref: dict[str, Any]) -> np.ndarray:
     """Probabilities of charges 7..255 (249 values) for a fired pixel."""
@@ -185,7 +138,7 @@ def _charge_tables() -> np.ndarray:
     reference spectrum itself and each sensor's mean charge is its reference mean (up to
     the 0.005 ADU by which the reference's own figures disagree).
     """
-    ref = _reference()
+    ref = load_reference()
     p = _fired_charge_spectrum(ref)
     q = np.arange(CHARGE_MIN, CHARGE_MAX + 1, dtype=np.float64)
     mean = float((p * q).sum())
@@ -248,7 +201,7 @@ class SyntheticGenerator:
 
     def __init__(self, name: str = "synthetic") -> None:
         self.name = name
-        ref = _reference()
+        ref = load_reference()
         self._source: str = ref["source"]
         prob, offsets, span_u, span_v = _template_tables()
         self._template_prob = prob
