@@ -46,8 +46,8 @@ from bgcache.models import load_model
 from bgcache.store import open_pool
 from bgcache.store.columns import PackedBlock, pack_block, unpack_block
 from bgcache.store.format import COLUMN_DTYPES, COLUMNS, column_key
-from bgcache.store.pool import create_or_open_pool
 from bgcache.store.shards import decode_chunk, decode_shard
+from bgcache.store.writer import create_or_open_pool
 
 
 def _sibling(name: str) -> Any:

@@ -17,8 +17,9 @@ from typing import Any
 from bgcache.hits import SparseEvent
 from bgcache.models import load_model
 from bgcache.seeding import EventKey
-from bgcache.store.pool import Pool, open_storage
+from bgcache.store.pool import open_storage
 from bgcache.store.records import read_root_record
+from bgcache.store.writer import PoolWriter
 
 #: ``progress(done, total)``: events done so far (skipped ones included) of the total.
 Progress = Callable[[int, int], None]
@@ -136,10 +137,10 @@ def load_generator(options: dict[str, Any]) -> Any:
     return load_model(opts.pop("model"), opts.pop("checkpoint"), **opts)
 
 
-def open_writer(url: str) -> Pool:
+def open_writer(url: str) -> PoolWriter:
     """The pool at ``url``, opened in a worker process or on a Dask worker to write blocks."""
     storage = open_storage(url)
-    return Pool(storage, read_root_record(storage))
+    return PoolWriter(storage, read_root_record(storage))
 
 
 def generate_events(
@@ -154,7 +155,9 @@ def generate_events(
     return out
 
 
-def write_task(gen: Any, pool: Pool, task: BlockTask, batch: int) -> tuple[int, int, float, float]:
+def write_task(
+    gen: Any, pool: PoolWriter, task: BlockTask, batch: int
+) -> tuple[int, int, float, float]:
     """Generate, compress and write one block; ``(events, bytes, generate s, write s)``."""
     t0 = time.perf_counter()
     events = generate_events(gen, task.keys(), batch, None)

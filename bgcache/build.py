@@ -44,7 +44,8 @@ from bgcache.store.format import (
     MAX_BLOCK_EVENTS,
     Layout,
 )
-from bgcache.store.pool import Pool, check_build_location, create_or_open_pool, open_storage
+from bgcache.store.pool import Pool, open_storage
+from bgcache.store.writer import PoolWriter, check_build_location, create_or_open_pool
 
 #: Metadata fields of a generator that describe the software or a local path, not content.
 _NOT_CONTENT = ("checkpoint_path", "torch", "numpy", "reference")
@@ -352,7 +353,7 @@ def _complete(pool: Pool, task: BlockTask) -> bool:
 _STOP = object()
 
 
-def _build_inline(run: BuildRun, pool: Pool, gen: Any) -> None:
+def _build_inline(run: BuildRun, pool: PoolWriter, gen: Any) -> None:
     """Generate in this thread, compress and write in a writer thread (one block queued)."""
     blocks: queue.Queue[Any] = queue.Queue(maxsize=1)
     failure: list[BaseException] = []

@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import bgcache.store.pool as pool_module
+import bgcache.store.writer as writer_module
 from bgcache.cli import app
 from bgcache.models.synthetic import SyntheticGenerator
 from bgcache.store.format import PARTIAL_SUFFIX
@@ -68,7 +68,7 @@ def _install(step: dict[str, Any]) -> None:
         SyntheticGenerator.events = events  # type: ignore[method-assign]
         return
     if target in ("encode_chunk", "encode_shard"):
-        real_encode = getattr(pool_module, target)
+        real_encode = getattr(writer_module, target)
 
         def encode(*args: Any, **kwargs: Any) -> Any:
             if counts(None) and when == "before":
@@ -78,7 +78,7 @@ def _install(step: dict[str, Any]) -> None:
                 _die()
             return out
 
-        setattr(pool_module, target, encode)
+        setattr(writer_module, target, encode)
         return
     real = getattr(LocalStorage, target)
 

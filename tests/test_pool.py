@@ -428,9 +428,13 @@ def test_empty_events_round_trip(tmp_path: Path) -> None:
     """Blocks whose events have no hits (an empty detector) store and read back."""
     pool_path = tmp_path / "p"
     build_pool(pool_path, model="synthetic", events=1)
-    pool = open_pool(pool_path)
     from bgcache.hits import SparseEvent
+    from bgcache.store.pool import open_storage
+    from bgcache.store.records import read_root_record
+    from bgcache.store.writer import PoolWriter
 
+    storage = open_storage(pool_path)
+    pool = PoolWriter(storage, read_root_record(storage))
     pool.ensure_stream(77)
     pool.write_block(77, 0, [SparseEvent.empty(), SparseEvent.empty()])
     pool.refresh()

@@ -5,8 +5,10 @@ Layers, bottom up: :mod:`~bgcache.store.columns` (column encoding of a block of 
 :mod:`~bgcache.store.shards` (chunk and shard bytes), :mod:`~bgcache.store.storage`
 (where bytes live: a local directory; :mod:`~bgcache.store.s3` for ``s3://`` URLs),
 :mod:`~bgcache.store.catalog` (which blocks are complete), :mod:`~bgcache.store.records`
-(the root record), :mod:`~bgcache.store.pool` (open, read, write) and
-:mod:`~bgcache.store.verify` (check everything). Nothing here imports torch.
+(the records in the metadata documents: root record, block markers),
+:mod:`~bgcache.store.pool` (open and read), :mod:`~bgcache.store.writer` (create and
+write) and :mod:`~bgcache.store.verify` (check everything, through the reader). Nothing
+here imports torch.
 """
 
 from __future__ import annotations
