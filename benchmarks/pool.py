@@ -46,7 +46,10 @@ from bgcache.models import load_model
 from bgcache.store import open_pool
 from bgcache.store.columns import PackedBlock, pack_block, unpack_block
 from bgcache.store.format import COLUMN_DTYPES, COLUMNS, column_key
+from bgcache.store.pool import Pool
+from bgcache.store.records import read_root_record
 from bgcache.store.shards import decode_chunk, decode_shard
+from bgcache.store.storage import LocalStorage
 from bgcache.store.writer import create_or_open_pool
 
 
@@ -232,6 +235,42 @@ def gan_overhead(tmp: Path, model: str, n: int, repeats: int = 2) -> dict[str, f
     }
 
 
+class ZarrLocalStorage(LocalStorage):
+    """bgcache's read path on zarr-python's ``LocalStore`` (each read a sync call into
+    zarr's event loop), to time the reader with zarr's store layer under it."""
+
+    def __init__(self, root: Path) -> None:
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.storage import LocalStore
+
+        super().__init__(root)
+        self._store = LocalStore(str(root), read_only=True)
+        self._prototype = default_buffer_prototype()
+
+    def read(self, key: str) -> bytes | None:
+        from zarr.core.sync import sync
+
+        buf = sync(self._store.get(key, self._prototype))
+        return None if buf is None else buf.to_bytes()
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+        from zarr.core.sync import sync
+
+        request = (
+            SuffixByteRequest(-offset) if offset < 0 else RangeByteRequest(offset, offset + length)
+        )
+        buf = sync(self._store.get(key, self._prototype, request))
+        if buf is None:
+            raise FileNotFoundError(key)
+        return buf.to_bytes()[:length]
+
+    def exists(self, key: str) -> bool:
+        from zarr.core.sync import sync
+
+        return bool(sync(self._store.exists(key))) or super().exists(key)  # groups: folders
+
+
 def zarr_api(pool_path: Path, tmp: Path, draws: int = 300) -> dict[str, tuple[float, float]]:
     """(bgcache, zarr-python) per operation, seconds; one core."""
     import zarr
@@ -384,6 +423,38 @@ def zarr_api(pool_path: Path, tmp: Path, draws: int = 300) -> dict[str, tuple[fl
                 best = min(best, time.perf_counter() - t0)
             times.append(best / len(ranges))
         out["store only: a ranged read of 100 kB (LocalStore)"] = (times[0], times[1])
+
+        # bgcache's reader with zarr's LocalStore under it (reads; listings stay os.scandir)
+        zarr_storage = ZarrLocalStorage(pool_path)
+        through_zarr = Pool(zarr_storage, read_root_record(zarr_storage))
+        for pos in range(n):
+            assert through_zarr.event(pos) == pool.event(pos)  # the same events; caches warm
+        t_b, t_z = [], []
+        for pos in positions:
+            t0 = time.perf_counter()
+            pool.event(pos)
+            t_b.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            through_zarr.event(pos)
+            t_z.append(time.perf_counter() - t0)
+        out["reader on zarr's LocalStore: one random event (median)"] = (
+            statistics.median(t_b),
+            statistics.median(t_z),
+        )
+
+        def blocks_through_zarr() -> int:
+            fresh = Pool(zarr_storage, read_root_record(zarr_storage))
+            return sum(len(events) for _, events in fresh.blocks())
+
+        times = []
+        for fn in (blocks_bgcache, blocks_through_zarr):
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                assert fn() == n
+                best = min(best, time.perf_counter() - t0)
+            times.append(best / n)
+        out["reader on zarr's LocalStore: Pool.blocks(), per event"] = (times[0], times[1])
     return out
 
 

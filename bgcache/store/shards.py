@@ -7,9 +7,15 @@ codec chain ``bytes -> blosc -> crc32c``. A shard is its inner chunks back to ba
 followed by the shard index (``n_chunks`` pairs of little-endian uint64 offset and
 length, then its own crc32c), zarr's ``sharding_indexed`` with ``index_location="end"``.
 
-Writing these bytes here instead of through zarr's array API costs a third of the time
-(no per-chunk async round trip) and lets a reader fetch only the chunks one event needs;
-``tests/test_pool.py`` checks that zarr-python reads every column back unchanged.
+Why bgcache writes and reads these bytes itself rather than through zarr-python's array
+API (measured by ``benchmarks/pool.py --parts zarr`` and ``benchmarks/s3.py``, one core, the
+same events, see ``docs/performance.md``): zarr-python 3.1.6 took 1.6-2.2x the time to write
+a block, 1.6-2.1x to read the pool block by block, 3.5x for one random event, and gave an
+eighth of the rate for windows of 16 events from S3, where it fetches each inner chunk and
+the shard index separately; here the chunks a window spans are fetched with one ranged read
+and shard indexes are cached. The bytes are zarr's: ``tests/test_pool.py`` checks that
+zarr-python reads every column back unchanged, and the benchmark that zarr-python writes
+the same bytes for the same block.
 """
 
 from __future__ import annotations
