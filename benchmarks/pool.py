@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import best_time, paired_medians
 from numcodecs import blosc
 
 from bgcache.build import build_pool
@@ -303,15 +304,10 @@ def zarr_api(pool_path: Path, tmp: Path, draws: int = 300) -> dict[str, tuple[fl
 
     with one_core():
         assert blocks_bgcache() == blocks_zarr() == n  # file cache warm, same events
-        times = []
-        for fn in (blocks_bgcache, blocks_zarr):
-            best = float("inf")
-            for _ in range(3):
-                t0 = time.perf_counter()
-                fn()
-                best = min(best, time.perf_counter() - t0)
-            times.append(best / n)
-        out["Pool.blocks(), per event"] = (times[0], times[1])
+        out["Pool.blocks(), per event"] = (
+            best_time(blocks_bgcache, 3) / n,
+            best_time(blocks_zarr, 3) / n,
+        )
 
         # one random event, warm: bgcache's marker cache; zarr's arrays opened, counts read
         rng = random.Random(2)
@@ -337,15 +333,7 @@ def zarr_api(pool_path: Path, tmp: Path, draws: int = 300) -> dict[str, tuple[fl
         for pos in range(n):
             assert event_zarr(pos) == pool.event(pos)  # the same events; caches warm
         positions = [rng.randrange(n) for _ in range(draws)]
-        t_b, t_z = [], []
-        for pos in positions:
-            t0 = time.perf_counter()
-            pool.event(pos)
-            t_b.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            event_zarr(pos)
-            t_z.append(time.perf_counter() - t0)
-        out["one random event (median)"] = (statistics.median(t_b), statistics.median(t_z))
+        out["one random event (median)"] = paired_medians(positions, pool.event, event_zarr)
 
         # writing one full block: bgcache's writer (fsync included) vs zarr's array API
         info = blocks[0]
@@ -413,48 +401,29 @@ def zarr_api(pool_path: Path, tmp: Path, draws: int = 300) -> dict[str, tuple[fl
                 assert buf is not None
                 buf.to_bytes()
 
-        times = []
-        for fn in (read_bgcache, read_zarr):
-            fn()
-            best = float("inf")
-            for _ in range(5):
-                t0 = time.perf_counter()
-                fn()
-                best = min(best, time.perf_counter() - t0)
-            times.append(best / len(ranges))
-        out["store only: a ranged read of 100 kB (LocalStore)"] = (times[0], times[1])
+        out["store only: a ranged read of 100 kB (LocalStore)"] = (
+            best_time(read_bgcache, 5) / len(ranges),
+            best_time(read_zarr, 5) / len(ranges),
+        )
 
         # bgcache's reader with zarr's LocalStore under it (reads; listings stay os.scandir)
         zarr_storage = ZarrLocalStorage(pool_path)
         through_zarr = Pool(zarr_storage, read_root_record(zarr_storage))
         for pos in range(n):
             assert through_zarr.event(pos) == pool.event(pos)  # the same events; caches warm
-        t_b, t_z = [], []
-        for pos in positions:
-            t0 = time.perf_counter()
-            pool.event(pos)
-            t_b.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            through_zarr.event(pos)
-            t_z.append(time.perf_counter() - t0)
-        out["reader on zarr's LocalStore: one random event (median)"] = (
-            statistics.median(t_b),
-            statistics.median(t_z),
+        out["reader on zarr's LocalStore: one random event (median)"] = paired_medians(
+            positions, pool.event, through_zarr.event
         )
 
         def blocks_through_zarr() -> int:
             fresh = Pool(zarr_storage, read_root_record(zarr_storage))
             return sum(len(events) for _, events in fresh.blocks())
 
-        times = []
-        for fn in (blocks_bgcache, blocks_through_zarr):
-            best = float("inf")
-            for _ in range(3):
-                t0 = time.perf_counter()
-                assert fn() == n
-                best = min(best, time.perf_counter() - t0)
-            times.append(best / n)
-        out["reader on zarr's LocalStore: Pool.blocks(), per event"] = (times[0], times[1])
+        assert blocks_through_zarr() == n
+        out["reader on zarr's LocalStore: Pool.blocks(), per event"] = (
+            best_time(blocks_bgcache, 3) / n,
+            best_time(blocks_through_zarr, 3) / n,
+        )
     return out
 
 

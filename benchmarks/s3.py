@@ -25,6 +25,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from _timing import best_time
 
 from bgcache.build import build_pool
 from bgcache.overlay import PoolOverlay
@@ -47,6 +50,21 @@ def draw_rate(url: str, n: int, prefetch: int) -> float:
     return (n - 1) / dt
 
 
+def zarr_s3_store(bucket: str, prefix: str, endpoint: str) -> Any:
+    """zarr's ObjectStore on obstore's S3 client, read-only, at ``endpoint`` (plain HTTP)."""
+    from obstore.store import S3Store
+    from zarr.storage import ObjectStore
+
+    s3 = S3Store(
+        bucket,
+        prefix=prefix,
+        endpoint=endpoint,
+        region="us-east-1",
+        client_options={"allow_http": True},
+    )
+    return ObjectStore(s3, read_only=True)
+
+
 def windows_bgcache(url: str) -> int:
     from bgcache.store import open_pool
 
@@ -60,21 +78,12 @@ def windows_bgcache(url: str) -> int:
 
 def windows_zarr(bucket: str, prefix: str, endpoint: str) -> int:
     import zarr
-    from obstore.store import S3Store
-    from zarr.storage import ObjectStore
 
     from bgcache.store import open_pool
     from bgcache.store.columns import PackedBlock, unpack_block
 
     pool = open_pool(f"s3://{bucket}/{prefix}")  # for the block list only
-    s3 = S3Store(
-        bucket,
-        prefix=prefix,
-        endpoint=endpoint,
-        region="us-east-1",
-        client_options={"allow_http": True},
-    )
-    store = ObjectStore(s3, read_only=True)
+    store = zarr_s3_store(bucket, prefix, endpoint)
     count = 0
     for info in pool.block_list:
         arrays = {
@@ -95,11 +104,9 @@ def windows_zarr(bucket: str, prefix: str, endpoint: str) -> int:
 
 def ranged_reads(url: str, bucket: str, prefix: str, endpoint: str) -> tuple[float, float]:
     """Seconds per ranged GET of 100 kB of a shard: bgcache's S3 storage vs zarr ObjectStore."""
-    from obstore.store import S3Store
     from zarr.abc.store import RangeByteRequest
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
-    from zarr.storage import ObjectStore
 
     from bgcache.store import open_pool
     from bgcache.store.format import column_key
@@ -111,14 +118,7 @@ def ranged_reads(url: str, bucket: str, prefix: str, endpoint: str) -> tuple[flo
         for c in ("index", "charge")
         for off in range(0, 300_000, 100_000)
     ]
-    s3 = S3Store(
-        bucket,
-        prefix=prefix,
-        endpoint=endpoint,
-        region="us-east-1",
-        client_options={"allow_http": True},
-    )
-    store, prototype = ObjectStore(s3, read_only=True), default_buffer_prototype()
+    store, prototype = zarr_s3_store(bucket, prefix, endpoint), default_buffer_prototype()
 
     def ours() -> None:
         for key, off in ranges:
@@ -130,16 +130,7 @@ def ranged_reads(url: str, bucket: str, prefix: str, endpoint: str) -> tuple[flo
             assert buf is not None
             buf.to_bytes()
 
-    times = []
-    for fn in (ours, theirs):
-        fn()
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-        times.append(best / len(ranges))
-    return times[0], times[1]
+    return best_time(ours, 3) / len(ranges), best_time(theirs, 3) / len(ranges)
 
 
 def main() -> int:
@@ -203,13 +194,8 @@ def main() -> int:
                             lambda: windows_zarr("bench", "pool", endpoint),
                         ),
                     ):
-                        fn()
-                        best = float("inf")
-                        for _ in range(2):
-                            t0 = time.perf_counter()
-                            assert fn() == args.events
-                            best = min(best, time.perf_counter() - t0)
-                        rows.append((label, args.events / best))
+                        assert fn() == args.events
+                        rows.append((label, args.events / best_time(fn, 2)))
                 finally:
                     os.sched_setaffinity(0, before)
                 print("\n## Windows of 16 events from S3, one core\n")

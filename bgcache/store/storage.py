@@ -17,8 +17,8 @@ location, disk full) and what to do.
 Why not zarr-python's ``LocalStore`` (``benchmarks/pool.py --parts zarr``, see
 ``docs/performance.md``): it has no fsync, which the crash-safety contract needs before a
 block's marker, and every call crosses into zarr's event loop: a ranged read took 8.5-10x
-the time of this one, and bgcache's reader on ``LocalStore`` read a random event in 1.55x
-the time (block-by-block reading cost the same).
+the time of this one, and bgcache's reader on ``LocalStore`` read a random event in 1.5x
+the time (block-by-block reading: 0.7-1.4x between runs, within the noise).
 """
 
 from __future__ import annotations
