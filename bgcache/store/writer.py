@@ -4,9 +4,10 @@ Above :mod:`bgcache.store.pool` (a :class:`PoolWriter` is a :class:`~bgcache.sto
 that also writes; reading never needs this module). The crash-safety and multi-writer
 rules of ``docs/format.md`` are kept here:
 
-* a block's columns are written first, each atomically (``write``: a ``*.partial`` file
-  renamed over the key) and durably (fsync of the file and of every directory that got an
-  entry), and its marker last: until the marker exists readers do not see the block, and
+* a block's columns are written first, each atomically (the storage's ``write``: a
+  ``*.partial`` file renamed over the key on a file system, one PUT on S3) and durably
+  (locally: fsync of the file and of every directory that got an entry), and its marker
+  last: until the marker exists readers do not see the block, and
   a killed writer leaves only an incomplete block that a resume rewrites with the same
   bytes;
 * groups (the root, the streams group, a stream) are created with ``write_new``
