@@ -210,7 +210,8 @@ class PoolOverlay:
                 raise CorruptBlockError(message)
             log.error("skipping %s", message)
             self.stats.skipped_blocks += len(lost)
-        self.share = share_bounds(len(self.pool), job, njobs)
+        self._n_events = len(self.pool)  # the positions the share was cut from
+        self.share = share_bounds(self._n_events, job, njobs)
         self.fallback_seed = fallback_seed(self.seed, frozenset(self.pool.streams()))
         #: ``(source, key)`` of the last event handed out; source is pool, generated or reused.
         self.last: tuple[str, EventKey] | None = None
@@ -318,7 +319,7 @@ class PoolOverlay:
     def _blocks_in_order(self) -> Iterator[tuple[BlockInfo, range]]:
         """The share's blocks in draw order, each with the in-block offsets to hand out:
         from the start offset to the share's end, then from the share's start on."""
-        for positions in draw_ranges(len(self.pool), self.seed, self.job, self.njobs):
+        for positions in draw_ranges(self._n_events, self.seed, self.job, self.njobs):
             yield from self.pool.spans(positions.start, positions.stop)
 
     def _windows(self) -> Iterator[tuple[BlockInfo, int, int]]:
