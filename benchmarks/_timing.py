@@ -32,3 +32,28 @@ def paired_medians(
         second(item)
         t_b.append(time.perf_counter() - t0)
     return statistics.median(t_a), statistics.median(t_b)
+
+
+def ranged_read_times(
+    storage: Any, store: Any, ranges: list[tuple[str, int]], length: int, repeats: int
+) -> tuple[float, float]:
+    """Seconds per ranged read of ``length`` bytes at each ``(key, offset)``: through
+    bgcache's ``storage.read_range`` and through a zarr-python store's ``get`` (sync)."""
+    from zarr.abc.store import RangeByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    prototype = default_buffer_prototype()
+
+    def ours() -> None:
+        for key, off in ranges:
+            storage.read_range(key, off, length)
+
+    def theirs() -> None:
+        for key, off in ranges:
+            buf = sync(store.get(key, prototype, RangeByteRequest(off, off + length)))
+            assert buf is not None
+            buf.to_bytes()
+
+    n = len(ranges)
+    return best_time(ours, repeats) / n, best_time(theirs, repeats) / n

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _timing import best_time, paired_medians
+from _timing import best_time, paired_medians, ranged_read_times
 from numcodecs import blosc
 
 from bgcache.build import build_pool
@@ -275,10 +275,7 @@ class ZarrLocalStorage(LocalStorage):
 def zarr_api(pool_path: Path, tmp: Path, draws: int = 300) -> dict[str, tuple[float, float]]:
     """(bgcache, zarr-python) per operation, seconds; one core."""
     import zarr
-    from zarr.abc.store import RangeByteRequest
     from zarr.codecs import BloscCodec, Crc32cCodec
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
     from zarr.storage import LocalStore
 
     pool = open_pool(pool_path)
@@ -389,21 +386,8 @@ def zarr_api(pool_path: Path, tmp: Path, draws: int = 300) -> dict[str, tuple[fl
         # the store layer alone: one ranged read of 100 kB of a shard (a window's column)
         keys = [column_key(b.path, c) for b in blocks for c in ("index", "charge")]
         ranges = [(k, off) for k in keys for off in range(0, 300_000, 100_000)]
-        prototype = default_buffer_prototype()
-
-        def read_bgcache() -> None:
-            for key, off in ranges:
-                pool.storage.read_range(key, off, 100_000)
-
-        def read_zarr() -> None:
-            for key, off in ranges:
-                buf = sync(store.get(key, prototype, RangeByteRequest(off, off + 100_000)))
-                assert buf is not None
-                buf.to_bytes()
-
-        out["store only: a ranged read of 100 kB (LocalStore)"] = (
-            best_time(read_bgcache, 5) / len(ranges),
-            best_time(read_zarr, 5) / len(ranges),
+        out["store only: a ranged read of 100 kB (LocalStore)"] = ranged_read_times(
+            pool.storage, store, ranges, 100_000, 5
         )
 
         # bgcache's reader with zarr's LocalStore under it (reads; listings stay os.scandir)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _timing import best_time
+from _timing import best_time, ranged_read_times
 
 from bgcache.build import build_pool
 from bgcache.overlay import PoolOverlay
@@ -104,10 +104,6 @@ def windows_zarr(bucket: str, prefix: str, endpoint: str) -> int:
 
 def ranged_reads(url: str, bucket: str, prefix: str, endpoint: str) -> tuple[float, float]:
     """Seconds per ranged GET of 100 kB of a shard: bgcache's S3 storage vs zarr ObjectStore."""
-    from zarr.abc.store import RangeByteRequest
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
-
     from bgcache.store import open_pool
     from bgcache.store.format import column_key
 
@@ -118,19 +114,8 @@ def ranged_reads(url: str, bucket: str, prefix: str, endpoint: str) -> tuple[flo
         for c in ("index", "charge")
         for off in range(0, 300_000, 100_000)
     ]
-    store, prototype = zarr_s3_store(bucket, prefix, endpoint), default_buffer_prototype()
-
-    def ours() -> None:
-        for key, off in ranges:
-            pool.storage.read_range(key, off, 100_000)
-
-    def theirs() -> None:
-        for key, off in ranges:
-            buf = sync(store.get(key, prototype, RangeByteRequest(off, off + 100_000)))
-            assert buf is not None
-            buf.to_bytes()
-
-    return best_time(ours, 3) / len(ranges), best_time(theirs, 3) / len(ranges)
+    store = zarr_s3_store(bucket, prefix, endpoint)
+    return ranged_read_times(pool.storage, store, ranges, 100_000, 3)
 
 
 def main() -> int:
