@@ -12,12 +12,18 @@ boto3) and by zarr-python's array API over zarr's ``ObjectStore`` (obstore's S3 
 arrays opened and counts read once per block, then ``index[first:last]`` and
 ``charge[first:last]`` per window, one core, the pool read once.
 
+Last, whether each store still reads in a child process forked after the parent has read
+through it (basf2's multiprocessing, torch's DataLoader workers and ``bgcache build
+--workers`` fork after the pool is open): the child reads through a store opened anew
+after the fork, within a 10 s deadline, and the script prints the time or ``hangs``.
+
 Run:  python benchmarks/s3.py [--events 512] [--prefetch 0 1 2 4 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import socket
 import subprocess
@@ -118,6 +124,44 @@ def ranged_reads(url: str, bucket: str, prefix: str, endpoint: str) -> tuple[flo
     return ranged_read_times(pool.storage, store, ranges, 100_000, 3)
 
 
+def read_after_fork(read: Any) -> str:
+    """Run ``read()`` once here, then in a forked child; the child's time, or ``hangs``."""
+    read()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the time of one read, or exit by itself at the deadline
+        os.close(r)
+        faulthandler.dump_traceback_later(10, exit=True, file=Path(os.devnull).open("w"))  # noqa: SIM115
+        t0 = time.perf_counter()
+        read()
+        os.write(w, f"{1e3 * (time.perf_counter() - t0):.1f} ms".encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as pipe:
+        return pipe.read().decode() or "hangs (stopped after 10 s)"
+
+
+def fork_probe(url: str, bucket: str, prefix: str, endpoint: str) -> list[tuple[str, str]]:
+    """A pool's root document read in a child forked after the parent read it."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    from bgcache.store import open_pool
+
+    def ours() -> None:
+        assert open_pool(url).storage.read("zarr.json")
+
+    def zarrs() -> None:
+        store = zarr_s3_store(bucket, prefix, endpoint)
+        assert sync(store.get("zarr.json", default_buffer_prototype()))
+
+    return [
+        ("bgcache (boto3)", read_after_fork(ours)),
+        ("zarr ObjectStore (obstore)", read_after_fork(zarrs)),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -193,6 +237,11 @@ def main() -> int:
                     f"\nstore only, one ranged GET of 100 kB: bgcache (boto3) {1e3 * ours:.2f} ms, "
                     f"zarr ObjectStore (obstore) {1e3 * theirs:.2f} ms ({theirs / ours:.2f}x)"
                 )
+                print("\n## One read in a child forked after the parent read\n")
+                print("| store | child's read |")
+                print("|---|---|")
+                for label, outcome in fork_probe(remote, "bench", "pool", endpoint):
+                    print(f"| {label} | {outcome} |")
     finally:
         server.terminate()
         server.wait()

@@ -4,6 +4,7 @@ inspect, verify, overlay draws, a killed writer, and two concurrent shard writer
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import socket
@@ -225,3 +226,25 @@ def test_killed_writer_leaves_nothing_readable(bucket: str, s3_server: dict[str,
     build_pool(url, model="synthetic", events=400)
     pool.refresh()
     assert len(pool) == 400 and verify_pool(pool).ok
+
+
+def test_pool_reads_in_a_forked_child(bucket: str) -> None:
+    """basf2's multiprocessing, DataLoader workers and build workers fork after the pool is
+    open: the child must read through it (obstore's client hangs there, benchmarks/s3.py)."""
+    url = f"s3://{bucket}/forked"
+    build_pool(url, model="synthetic", seed=2, events=12, block_events=4)
+    pool = open_pool(url)
+    assert pool.event_by_key(2, 1) == SYNTH.events([(2, 1)])[0]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child, which exits by itself if it hangs)
+        faulthandler.dump_traceback_later(60, exit=True)
+        try:
+            same = pool.event_by_key(2, 9) == SYNTH.events([(2, 9)])[0]
+            os.write(w, b"ok" if same and len(open_pool(url)) == 12 else b"differs")
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as pipe:
+        assert pipe.read() == b"ok", "the forked child did not read the pool within 60 s"

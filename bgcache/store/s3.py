@@ -20,10 +20,21 @@ Crash safety and several writers without rename (DESIGN 4 on object storage):
 
 boto3 is an optional dependency (``pip install 'bgcache[s3]'``), imported only here.
 
-zarr-python's ``ObjectStore`` (obstore) was measured as fast as this at the store level (a
-ranged GET of 100 kB in 0.69-0.94x the time against moto on 127.0.0.1, ``benchmarks/s3.py``),
-so this backend is a candidate to move onto it; zarr's array API on it read windows of
-events at an eighth of this reader's rate, so the chunk reads stay bgcache's either way.
+Why boto3 and not zarr-python's stores (``benchmarks/s3.py``, moto on 127.0.0.1, one core):
+
+* ``ObjectStore`` (obstore 0.12.1) is as fast per request (a ranged GET of 100 kB in
+  0.69-0.94x the time), but its client cannot be used in a forked child: a GET in a child
+  of a process that had read through obstore never returns, even on a store made after the
+  fork (the tokio runtime does not survive ``fork``; obstore documents itself as not fork
+  safe). basf2's multiprocessing forks after the overlay opened its pool, as do torch's
+  DataLoader workers, so ``tests/test_s3.py::test_pool_reads_in_a_forked_child`` would hang.
+* ``FsspecStore`` on s3fs 2026.9 reads after a fork only through a store opened anew in the
+  child, its ranged GET took 1.09x boto3's time, and its aiobotocore pins a botocore older
+  than the one boto3 (and moto) need, so both cannot be installed together at current
+  versions.
+
+The chunk reads stay bgcache's either way: zarr's array API on ``ObjectStore`` read windows
+of events at an eighth of this reader's rate.
 """
 
 from __future__ import annotations
