@@ -96,6 +96,11 @@ class PoolWriteError(BgcacheError, OSError):
     """Writing to a pool failed (read-only location, disk full...); complete blocks are kept."""
 
 
+class PoolObjectError(BgcacheError, OSError):
+    """A pool object is not a regular file or directory inside the pool (a symbolic link, a
+    device, a named pipe), cannot be read (permissions), or is larger than its kind allows."""
+
+
 class CorruptBlockError(BgcacheError, ValueError):
     """Stored bytes of a block are damaged (checksum, length, frame or content)."""
 

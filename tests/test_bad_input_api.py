@@ -355,6 +355,7 @@ def test_every_error_class_is_raised_in_a_row_or_exempt() -> None:
         "MissingDependencyError",  # torch/boto3/dask/matplotlib absent: test_cli, test_plot
         "OutputError",  # a plot that cannot be written: test_plot
         "PoolExhaustedError",  # an overlay share used up: test_overlay
+        "PoolObjectError",  # links, pipes, devices, unreadable files: test_hostile_pools
         "PoolWriteError",  # read-only location, disk full: test_pool, test_faults
         "SchedulerError",  # an unreachable Dask scheduler: test_distributed
     }

@@ -185,8 +185,13 @@ def _print_description(info: dict[str, Any]) -> None:
     )
     if info["bytes_per_event"]:
         out.print(
-            f"per event  {info['bytes_per_event'] / 1000:.1f} kB ({info['bits_per_hit']:.2f} bit/hit), "
-            f"{info['compression_ratio']:.0f}x smaller than dense ({fmt_int(info['dense_bytes_per_event'])} B)"
+            f"per event  {info['bytes_per_event'] / 1000:.1f} kB"
+            + (
+                f" ({info['bits_per_hit']:.2f} bit/hit), "
+                if info["bits_per_hit"] is not None
+                else " (no hits), "
+            )
+            + f"{info['compression_ratio']:.0f}x smaller than dense ({fmt_int(info['dense_bytes_per_event'])} B)"
         )
     out.print(
         f"codec      blosc {comp['cname']} level {comp['clevel']}, {comp['shuffle']}, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bgcache.errors import PoolFormatError
 from bgcache.store.format import (
     PARTIAL_SUFFIX,
     STREAMS,
@@ -109,6 +110,39 @@ class LostBlock:
         return block_path(self.seed, self.name)
 
 
+#: Most lost blocks one range of a streams summary may reveal (2**18 blocks of 256 events is
+#: 67 million events): more is damaged metadata, not a list to build block by block.
+MAX_LOST_BLOCKS = 2**18
+
+
+def _gaps(start: int, stop: int, have: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[start, stop)`` outside the merged, sorted ranges ``have``."""
+    out, at = [], start
+    for a, b in have:
+        if b <= at:
+            continue
+        if a >= stop:
+            break
+        if a > at:
+            out.append((at, a))
+        at = max(at, b)
+    if at < stop:
+        out.append((at, stop))
+    return out
+
+
+def _blocks(start: int, stop: int, block_events: int) -> range:
+    """Numbers of the blocks that keys ``start..stop-1`` fall in, bounded."""
+    blocks = range(start // block_events, -(-stop // block_events))
+    if len(blocks) > MAX_LOST_BLOCKS:
+        raise PoolFormatError(
+            f"the root record's streams summary lists indices {start}..{stop - 1} that no "
+            f"block holds, {len(blocks):,} blocks (more than {MAX_LOST_BLOCKS:,}): the root "
+            "record is damaged"
+        )
+    return blocks
+
+
 def lost_blocks(recorded: object, blocks: list[BlockInfo], layout: Layout) -> list[LostBlock]:
     """The blocks of keys that the summary ``recorded`` lists and ``blocks`` do not hold.
 
@@ -127,14 +161,18 @@ def lost_blocks(recorded: object, blocks: list[BlockInfo], layout: Layout) -> li
         try:
             seed = int(entry["seed"])
             ranges = [(int(a), int(b)) for a, b in entry["ranges"]]
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             continue
         have = held.get(seed, [])
         for start, stop in ranges:
-            for block in range(start // B, -(-stop // B)):
-                lo, hi = max(start, block * B), min(stop, (block + 1) * B)
-                if hi <= lo or any(a <= lo and hi <= b for a, b in have):
-                    continue
+            if not 0 <= start <= stop < 2**63:
+                raise PoolFormatError(
+                    f"the root record's streams summary lists indices {start}..{stop} of seed "
+                    f"{seed}, which no pool can hold (damaged metadata)"
+                )
+            lost = sorted({b for g0, g1 in _gaps(start, stop, have) for b in _blocks(g0, g1, B)})
+            for block in lost:
+                hi = min(stop, (block + 1) * B)
                 n = hi - block * B
                 out.append(LostBlock(seed, block, block_name(block, n, B), block * B, hi))
     return out

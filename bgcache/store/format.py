@@ -65,6 +65,11 @@ DEFAULT_BLOCK_EVENTS_GAN_CPU = 16
 DEFAULT_CHUNK_HITS = 65536
 #: Largest accepted block size.
 MAX_BLOCK_EVENTS = 65536
+#: Largest accepted inner chunk of the index and charge columns (64 MiB of uint32).
+MAX_CHUNK_HITS = 2**24
+#: Blosc codecs and shuffles a pool's layout may name (what numcodecs' Blosc has).
+BLOSC_CNAMES = ("blosclz", "lz4", "lz4hc", "zlib", "zstd")
+SHUFFLES = ("noshuffle", "shuffle", "bitshuffle")
 
 _BLOCK_RE = re.compile(r"^(0|[1-9][0-9]*)(?:~([1-9][0-9]*))?$")
 
@@ -93,8 +98,19 @@ class Compression:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Compression:
-        """Inverse of :meth:`to_dict`."""
-        return cls(str(data["cname"]), int(data["clevel"]), str(data["shuffle"]))
+        """Inverse of :meth:`to_dict`, checked.
+
+        Raises:
+            ValueError: a codec name, level or shuffle that Blosc does not have.
+        """
+        cname, clevel, shuffle = data["cname"], data["clevel"], data["shuffle"]
+        if cname not in BLOSC_CNAMES:
+            raise ValueError(f"unknown blosc codec {str(cname)[:40]!r}")
+        if type(clevel) is not int or not 0 <= clevel <= 9:
+            raise ValueError(f"blosc level {str(clevel)[:40]} is not 0..9")
+        if shuffle not in SHUFFLES:
+            raise ValueError(f"unknown shuffle {str(shuffle)[:40]!r}")
+        return cls(cname, clevel, shuffle)
 
 
 @dataclass(frozen=True)
@@ -130,12 +146,18 @@ class Layout:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Layout:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            int(data["block_events"]),
-            int(data["chunk_hits"]),
-            Compression.from_dict(data["compression"]),
-        )
+        """Inverse of :meth:`to_dict`, checked: a hostile layout must not make a reader
+        divide by zero, loop without end or size buffers beyond these bounds.
+
+        Raises:
+            ValueError: a size that is not an integer in its range, or an unknown codec.
+        """
+        block_events, chunk_hits = data["block_events"], data["chunk_hits"]
+        if type(block_events) is not int or not 1 <= block_events <= MAX_BLOCK_EVENTS:
+            raise ValueError(f"block_events {str(block_events)[:40]} is not 1..{MAX_BLOCK_EVENTS}")
+        if type(chunk_hits) is not int or not 1 <= chunk_hits <= MAX_CHUNK_HITS:
+            raise ValueError(f"chunk_hits {str(chunk_hits)[:40]} is not 1..{MAX_CHUNK_HITS}")
+        return cls(block_events, chunk_hits, Compression.from_dict(data["compression"]))
 
 
 def stream_name(seed: int) -> str:

@@ -30,6 +30,7 @@ import numpy as np
 from bgcache.errors import (
     CorruptBlockError,
     EventNotFoundError,
+    PoolObjectError,
     PositionError,
     UsageError,
 )
@@ -53,15 +54,18 @@ from bgcache.store.format import (
     marker_key,
 )
 from bgcache.store.records import (
+    MAX_DOCUMENT_BYTES,
     parse_block_marker,
     read_root_record,
     summary_of,
 )
 from bgcache.store.shards import (
+    chunk_nbytes_bound,
     decode_chunk,
     decode_shard,
     read_shard_index,
     read_shard_range,
+    shard_nbytes_bound,
 )
 from bgcache.store.storage import LocalStorage, Storage
 
@@ -266,13 +270,18 @@ class Pool:
             self._markers.move_to_end(info.path)
             return cached
         where = self._where(info)
-        record = parse_block_marker(self.storage.read(marker_key(info.path)), where)
+        marker_raw = self._block_bytes(marker_key(info.path), MAX_DOCUMENT_BYTES, where)
+        record = parse_block_marker(marker_raw, where, info.n_events)
         n_hits = int(record["n_hits"])
-        counts_raw = self.storage.read(column_key(info.path, "counts"))
+        # the counts chunk holds the block's n_events values: decode into a buffer of that
+        # size, so a frame that declares more (a decompression bomb) is refused unopened
+        counts = np.empty(info.n_events, COLUMN_DTYPES["counts"])
+        counts_raw = self._block_bytes(
+            column_key(info.path, "counts"), chunk_nbytes_bound(counts), where
+        )
         if counts_raw is None:
             raise CorruptBlockError(f"{where}: column counts is missing")
-        counts = decode_chunk(counts_raw, COLUMN_DTYPES["counts"], f"{where} counts")
-        counts = counts[: info.n_events]
+        decode_chunk(counts_raw, counts.dtype, f"{where} counts", out=counts)
         if counts.shape[0] != info.n_events or int(counts.sum(dtype=np.uint64)) != n_hits:
             raise CorruptBlockError(f"{where}: counts do not add up to the marker's {n_hits} hits")
         self._markers[info.path] = (record, counts)
@@ -299,6 +308,14 @@ class Pool:
             self._indexes.popitem(last=False)
         return index
 
+    def _block_bytes(self, key: str, max_bytes: int, where: str) -> bytes | None:
+        """A block's object, at most ``max_bytes``; one that is a link, not a regular file,
+        unreadable or larger is damage to the block (``on_corrupt`` treats it so)."""
+        try:
+            return self.storage.read(key, max_bytes)
+        except PoolObjectError as exc:
+            raise CorruptBlockError(f"{where}: {exc}") from None
+
     def _where(self, info: BlockInfo) -> str:
         return (
             f"pool '{self.url}' block {info.path} (seed {info.seed}, "
@@ -323,7 +340,9 @@ class Pool:
         if n_hits == 0:
             return np.zeros(0, COLUMN_DTYPES[column])
         where = where or f"{self._where(info)} column {column}"
-        raw = self.storage.read(column_key(info.path, column))
+        dtype = np.dtype(COLUMN_DTYPES[column])
+        bound = shard_nbytes_bound(n_hits, self.layout.chunk_hits, dtype)
+        raw = self._block_bytes(column_key(info.path, column), bound, where)
         if raw is None:
             raise CorruptBlockError(f"{where}: its shard is missing")
         return decode_shard(raw, n_hits, self.layout.chunk_hits, COLUMN_DTYPES[column], where)
@@ -438,7 +457,8 @@ class Pool:
         for info in self._catalog.blocks:
             blocks_per_seed[info.seed] = blocks_per_seed.get(info.seed, 0) + 1
             try:
-                marker = parse_block_marker(self.storage.read(marker_key(info.path)), info.path)
+                raw = self._block_bytes(marker_key(info.path), MAX_DOCUMENT_BYTES, info.path)
+                marker = parse_block_marker(raw, info.path, info.n_events)
             except CorruptBlockError:
                 unreadable += 1
             else:

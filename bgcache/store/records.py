@@ -19,6 +19,7 @@ import numpy as np
 
 from bgcache._version import __version__
 from bgcache.errors import CorruptBlockError, NotAPoolError, PoolFormatError, PoolNotFoundError
+from bgcache.geometry import N_SENSORS, PIXELS_PER_SENSOR
 from bgcache.store.format import (
     ATTRS_KEY,
     FORMAT_NAME,
@@ -56,6 +57,52 @@ def node_document(record: Mapping[str, Any] | None = None) -> bytes:
     return json_bytes(group_document(dict(record) if record is not None else None))
 
 
+#: Largest ``zarr.json`` bgcache reads: a root record with a summary of 10,000 streams is
+#: about 2 MB; anything bigger is damaged or hostile and is refused before it is read.
+MAX_DOCUMENT_BYTES = 16 * 2**20
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a pool record may hold")
+
+
+def load_json(raw: bytes) -> Any:
+    """A metadata document parsed strictly: no NaN or infinities (``1e400`` included).
+
+    Raises:
+        ValueError: not JSON, a non-finite number, or nested too deeply to parse.
+
+    Example:
+        >>> load_json(b'{"n": 3}')
+        {'n': 3}
+        >>> load_json(b'{"n": 1e400}')
+        Traceback (most recent call last):
+        ...
+        ValueError: number 1e400 is out of range
+    """
+    try:
+        return json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def is_count(value: object, high: int, low: int = 0) -> bool:
+    """Whether a record's value is an integer (not a bool) in ``[low, high]``.
+
+    Example:
+        >>> is_count(8, 10), is_count(True, 10), is_count(-1, 10), is_count(8.0, 10)
+        (True, False, False, False)
+    """
+    return type(value) is int and low <= value <= high
+
+
 def node_record(raw: bytes | None) -> dict[str, Any] | None:
     """bgcache's record in a node's ``zarr.json`` bytes; None if missing or unreadable.
 
@@ -68,14 +115,17 @@ def node_record(raw: bytes | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        record = json.loads(raw)["attributes"][ATTRS_KEY]
+        record = load_json(raw)["attributes"][ATTRS_KEY]
     except (ValueError, KeyError, TypeError):
         return None
     return record if isinstance(record, dict) else None
 
 
-def parse_block_marker(raw: bytes | None, where: str) -> dict[str, Any]:
-    """A block marker's record, checked to hold an integer ``n_hits``.
+def parse_block_marker(
+    raw: bytes | None, where: str, n_events: int | None = None
+) -> dict[str, Any]:
+    """A block marker's record, checked to hold an integer ``n_hits`` that ``n_events``
+    events can hold (every pixel fired at most).
 
     Raises:
         CorruptBlockError: the marker is missing or damaged (``where`` names the block).
@@ -83,12 +133,9 @@ def parse_block_marker(raw: bytes | None, where: str) -> dict[str, Any]:
     if raw is None:
         raise CorruptBlockError(f"{where}: its marker {ZARR_JSON} has disappeared")
     record = node_record(raw)
-    try:
-        if record is None:
-            raise TypeError
-        int(record["n_hits"])
-    except (ValueError, KeyError, TypeError):
-        raise CorruptBlockError(f"{where}: its marker {ZARR_JSON} is damaged") from None
+    high = 2**63 - 1 if n_events is None else n_events * N_SENSORS * PIXELS_PER_SENSOR
+    if record is None or not is_count(record.get("n_hits"), high):
+        raise CorruptBlockError(f"{where}: its marker {ZARR_JSON} is damaged")
     return record
 
 
@@ -151,14 +198,14 @@ def read_root_record(storage: Storage) -> dict[str, Any]:
         )
     if state == "file":
         raise NotAPoolError(f"'{storage.url}' is a file, not a pool (a pool is a directory)")
-    raw = storage.read(ZARR_JSON)
+    raw = storage.read(ZARR_JSON, MAX_DOCUMENT_BYTES)
     if raw is None:
         raise NotAPoolError(f"'{storage.url}' is not a pool: it has no {ZARR_JSON}")
     try:
-        doc = json.loads(raw)
-    except ValueError:
+        doc = load_json(raw)
+    except ValueError as exc:
         raise PoolFormatError(
-            f"pool '{storage.url}': its {ZARR_JSON} is not valid JSON (damaged metadata)"
+            f"pool '{storage.url}': its {ZARR_JSON} is not valid JSON ({exc}; damaged metadata)"
         ) from None
     record = doc.get("attributes", {}).get(ATTRS_KEY) if isinstance(doc, dict) else None
     if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
@@ -166,7 +213,12 @@ def read_root_record(storage: Storage) -> dict[str, Any]:
             f"'{storage.url}' is a Zarr node but not a bgcache pool (no '{ATTRS_KEY}' record)"
         )
     version = record.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or version < 1:
+        raise PoolFormatError(
+            f"pool '{storage.url}' has format version {version!r}, which no bgcache writes "
+            "(damaged metadata)"
+        )
+    if version > FORMAT_VERSION:
         raise PoolFormatError(
             f"pool '{storage.url}' has format version {version!r}, this bgcache ({__version__}) "
             f"reads up to {FORMAT_VERSION}: upgrade bgcache"
@@ -176,17 +228,29 @@ def read_root_record(storage: Storage) -> dict[str, Any]:
             raise PoolFormatError(
                 f"pool '{storage.url}': its root record lacks '{key}' (damaged metadata)"
             )
+    for key in ("hints", "software", "streams"):
+        kind = list if key == "streams" else dict
+        if key in record and not isinstance(record[key], kind):
+            raise PoolFormatError(
+                f"pool '{storage.url}': its root record's '{key}' is not a JSON "
+                f"{'array' if kind is list else 'object'} (damaged metadata)"
+            )
     try:
         Layout.from_dict(record["layout"])
-    except (KeyError, TypeError, ValueError):
-        raise PoolFormatError(f"pool '{storage.url}': its layout record is damaged") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PoolFormatError(
+            f"pool '{storage.url}': its layout record is damaged ({exc})"
+        ) from None
     return record
 
 
 __all__ = [
     "CONTENT_KEYS",
+    "MAX_DOCUMENT_BYTES",
     "content_differences",
+    "is_count",
     "json_bytes",
+    "load_json",
     "node_document",
     "node_record",
     "now",

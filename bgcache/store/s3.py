@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from bgcache.errors import MissingDependencyError, PoolWriteError, UsageError
+from bgcache.errors import MissingDependencyError, PoolObjectError, PoolWriteError, UsageError
 from bgcache.store.storage import PROBE_PREFIX, State, is_transient
 
 
@@ -151,14 +151,29 @@ class S3Storage:
             return "file"
         return "missing"
 
-    def read(self, key: str) -> bytes | None:
-        """The object ``key``, or None if it does not exist."""
+    def read(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        """The object ``key``, or None if it does not exist.
+
+        Raises:
+            PoolObjectError: it holds more than ``max_bytes`` (only ``max_bytes + 1`` are
+                fetched to tell).
+        """
+        extra = {} if max_bytes is None else {"Range": f"bytes=0-{max_bytes}"}
         try:
-            body: bytes = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            body: bytes = self._s3.get_object(Bucket=self.bucket, Key=self._key(key), **extra)[
+                "Body"
+            ].read()
         except self._ClientError as exc:
             if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
+            if self._code(exc) == "InvalidRange":  # a range of an empty object
+                return b""
             raise self._error(exc, key, "read") from None
+        if max_bytes is not None and len(body) > max_bytes:
+            raise PoolObjectError(
+                f"pool '{self.url}': '{key}' holds more than the {max_bytes:,} bytes its kind "
+                "can (damaged or hostile pool): run 'bgcache verify'"
+            )
         return body
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:

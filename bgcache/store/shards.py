@@ -78,12 +78,21 @@ def decode_chunk(
     Args:
         out: a contiguous array of the chunk's size to decode into (no allocation).
     """
-    if len(data) < 5:
+    if len(data) < _BLOSC_HEADER + 4:
         raise CorruptBlockError(f"{where}: chunk of {len(data)} bytes is truncated")
     view = memoryview(data)
     frame, stored = view[:-4], int.from_bytes(view[-4:], "little")
     if crc32c(frame) != stored:
         raise CorruptBlockError(f"{where}: crc32c checksum mismatch (damaged chunk)")
+    # the Blosc header says how many bytes the frame inflates to (bytes 4..8) and how long
+    # it is (12..16): check both before inflating, so a bomb is refused unopened
+    declared, length = (int.from_bytes(frame[i : i + 4], "little") for i in (4, 12))
+    if length != len(frame) or (out is not None and declared != out.nbytes):
+        expected = f", its chunk holds {out.nbytes:,}" if out is not None else ""
+        raise CorruptBlockError(
+            f"{where}: chunk frame declares {declared:,} bytes in {length:,}{expected} "
+            "(damaged or hostile chunk)"
+        )
     try:
         if out is not None:
             _DECODER.decode(frame, out=out)
@@ -111,6 +120,29 @@ def encode_shard(values: np.ndarray, chunk: int, compression: Compression) -> by
     raw_index = index.tobytes()
     parts.append(raw_index + np.uint32(crc32c(raw_index)).tobytes())
     return b"".join(parts)
+
+
+#: Bytes of a Blosc (v1) frame's header; also the most a frame adds to the bytes it holds.
+_BLOSC_HEADER = 16
+
+
+def chunk_nbytes_bound(values: np.ndarray) -> int:
+    """The most bytes a stored chunk of ``values``' size can have (frame and checksum)."""
+    return values.nbytes + _BLOSC_HEADER + 4
+
+
+def shard_nbytes_bound(n_values: int, chunk: int, dtype: np.dtype) -> int:
+    """The most bytes a shard of ``n_values`` values in chunks of ``chunk`` can have: what
+    a reader may read whole before it has checked anything.
+
+    Example:
+        >>> shard_nbytes_bound(100, 64, np.dtype("<u4"))
+        588
+    """
+    n_chunks = max(1, -(-n_values // chunk))
+    return n_chunks * (chunk * dtype.itemsize + _BLOSC_HEADER + 4) + shard_index_nbytes(
+        n_values, chunk
+    )
 
 
 def shard_index_nbytes(n_values: int, chunk: int) -> int:
@@ -231,6 +263,7 @@ def read_shard_range(
 
 __all__ = [
     "RangeReader",
+    "chunk_nbytes_bound",
     "crc32c",
     "decode_chunk",
     "decode_shard",
@@ -239,4 +272,5 @@ __all__ = [
     "read_shard_index",
     "read_shard_range",
     "shard_index_nbytes",
+    "shard_nbytes_bound",
 ]

@@ -26,12 +26,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, Protocol
 
-from bgcache.errors import NotAPoolError, PoolWriteError
+from bgcache.errors import NotAPoolError, PoolObjectError, PoolWriteError
 from bgcache.store.format import PARTIAL_SUFFIX
 
 #: What is at a pool location: nothing, a plain file/object, an empty or a non-empty folder.
@@ -68,7 +69,7 @@ class Storage(Protocol):
         """What is at the location."""
         ...
 
-    def read(self, key: str) -> bytes | None: ...
+    def read(self, key: str, max_bytes: int | None = None) -> bytes | None: ...
     def read_range(self, key: str, offset: int, length: int) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int | None: ...
@@ -137,59 +138,156 @@ class LocalStorage:
         return self.root / key if key else self.root
 
     # -- reading ------------------------------------------------------------------------
-    def read(self, key: str) -> bytes | None:
-        """The bytes of ``key``, or None if it does not exist."""
+    # A pool is untrusted input: every object is opened component by component from the
+    # pool root without following links (openat with O_NOFOLLOW), and must be a regular
+    # file (or a directory, for listings). A link, a device or a named pipe is refused with
+    # PoolObjectError naming it, so nothing outside the pool is ever read, no read blocks,
+    # and /dev/zero cannot be read until memory runs out. The root itself may be a link.
+
+    def _refused(self, exc: OSError, key: str) -> Exception:
+        """The error for an ``open`` of ``key`` that failed with ``exc``."""
+        where = f"pool '{self.url}': '{key}'"
+        if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and _is_link(self._path(key))):
+            return PoolObjectError(
+                f"{where} is a symbolic link; a pool holds only regular files and directories "
+                "inside it: copy the pool with its links resolved (cp -rL) or remove the link"
+            )
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return PoolObjectError(
+                f"{where} cannot be read: permission denied; ask the pool's owner to make it "
+                "readable (chmod -R a+rX)"
+            )
+        if exc.errno == errno.ENAMETOOLONG:
+            return PoolObjectError(f"{where}: the path is too long for this file system")
+        return exc  # FileNotFoundError, NotADirectoryError...: the callers' "missing"
+
+    def _open_dir(self, key: str) -> int:
+        """A file descriptor of directory ``key`` (``""``: the root), opened without
+        following a link below the root."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        done: list[str] = []
+        for part in key.split("/") if key else []:
+            done.append(part)
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                raise self._refused(exc, "/".join(done)) from None
+            finally:
+                os.close(fd)
+            fd = child
+        return fd
+
+    def _open_file(self, key: str) -> tuple[int, int]:
+        """``(fd, size)`` of the regular file ``key``.
+
+        Raises:
+            FileNotFoundError, NotADirectoryError, IsADirectoryError: it is missing.
+            PoolObjectError: it is a link, not a regular file, or unreadable.
+        """
+        parent, _, name = key.rpartition("/")
+        dir_fd = self._open_dir(parent)
         try:
-            return self._path(key).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            raise self._refused(exc, key) from None
+        finally:
+            os.close(dir_fd)
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            return fd, info.st_size
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(key)
+        raise PoolObjectError(
+            f"pool '{self.url}': '{key}' is not a regular file ({_kind(info.st_mode)}); a pool "
+            "holds only regular files and directories: remove it"
+        )
+
+    def read(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        """The bytes of ``key``, or None if it does not exist.
+
+        Raises:
+            PoolObjectError: ``key`` is not a regular file in the pool, is unreadable, or
+                holds more than ``max_bytes``.
+        """
+        try:
+            fd, size = self._open_file(key)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
-        except IsADirectoryError:
-            return None
+        try:
+            if max_bytes is not None and size > max_bytes:
+                raise PoolObjectError(
+                    f"pool '{self.url}': '{key}' holds {size:,} bytes, more than the "
+                    f"{max_bytes:,} its kind can (damaged or hostile pool): run 'bgcache verify'"
+                )
+            return _read_all(fd, size if max_bytes is None else min(size, max_bytes))
+        finally:
+            os.close(fd)
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
-        """``length`` bytes of ``key`` from ``offset`` (negative: from the end).
+        """``length`` bytes of ``key`` from ``offset`` (negative: from the end); fewer where
+        the object is shorter.
 
         Raises:
             FileNotFoundError: the object does not exist.
+            PoolObjectError: as for :meth:`read`.
         """
-        with self._path(key).open("rb") as f:
-            if offset < 0:
-                f.seek(offset, os.SEEK_END)
-            else:
-                f.seek(offset)
-            return f.read(length)
+        fd, size = self._open_file(key)
+        try:
+            start = size + offset if offset < 0 else offset
+            return os.pread(fd, max(0, min(length, size - start)), start) if start >= 0 else b""
+        finally:
+            os.close(fd)
 
     def exists(self, key: str) -> bool:
-        """Whether the object or directory ``key`` exists."""
-        return self._path(key).exists()
+        """Whether the object or directory ``key`` exists (a link counts: reading refuses it)."""
+        return os.path.lexists(self._path(key))
 
     def size(self, key: str) -> int | None:
         """Size in bytes of ``key`` (None if missing)."""
         try:
-            return self._path(key).stat().st_size
-        except (FileNotFoundError, NotADirectoryError):
+            fd, size = self._open_file(key)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
+        os.close(fd)
+        return size
 
     def children(self, prefix: str) -> list[str]:
         """Names directly under ``prefix`` (empty if it does not exist)."""
         try:
-            with os.scandir(self._path(prefix)) as it:
-                return sorted(entry.name for entry in it)
+            fd = self._open_dir(prefix)
         except (FileNotFoundError, NotADirectoryError):
             return []
+        try:
+            with os.scandir(fd) as it:
+                return sorted(entry.name for entry in it)
+        finally:
+            os.close(fd)
 
     def walk(self, prefix: str = "") -> Iterator[tuple[str, int]]:
-        """Every object under ``prefix`` as ``(key, size)``, in sorted order."""
-        base = self._path(prefix)
-        if not base.is_dir():
-            return
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            rel = Path(dirpath).relative_to(self.root).as_posix()
-            for name in sorted(filenames):
-                key = name if rel == "." else f"{rel}/{name}"
-                with contextlib.suppress(FileNotFoundError):
-                    yield key, (Path(dirpath) / name).stat().st_size
+        """Every object under ``prefix`` as ``(key, size)``, in sorted order.
+
+        Raises:
+            PoolObjectError: an entry is a link, a device, a named pipe or unreadable.
+        """
+        for name in self.children(prefix):
+            key = f"{prefix}/{name}" if prefix else name
+            try:
+                info = self._path(key).lstat()
+            except FileNotFoundError:
+                continue  # removed meanwhile (a writer's partial file)
+            if stat.S_ISDIR(info.st_mode):
+                yield from self.walk(key)
+            elif stat.S_ISREG(info.st_mode):
+                yield key, info.st_size
+            elif stat.S_ISLNK(info.st_mode):
+                raise self._refused(OSError(errno.ELOOP, "link"), key)
+            else:
+                raise PoolObjectError(
+                    f"pool '{self.url}': '{key}' is not a regular file "
+                    f"({_kind(info.st_mode)}); a pool holds only regular files and "
+                    "directories: remove it"
+                )
 
     # -- writing ------------------------------------------------------------------------
     def write(self, key: str, data: bytes) -> None:
@@ -229,7 +327,16 @@ class LocalStorage:
             _unlink(tmp)
         return True
 
+    def _check_inside(self, key: str) -> None:
+        """Refuse to write through a link below the root (it could lead out of the pool)."""
+        parts = key.split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if _is_link(self._path(sub)):
+                raise self._refused(OSError(errno.ELOOP, "link"), sub)
+
     def _write_tmp(self, target: Path, data: bytes) -> Path:
+        self._check_inside(target.relative_to(self.root).as_posix())
         tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +375,44 @@ class LocalStorage:
         except OSError as exc:
             raise _write_error(exc, self.url, "") from None
         _unlink(self.root / probe)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a named pipe must not wait for a writer (it is then refused by fstat)
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes from the start of ``fd`` (a file that shrank: fewer)."""
+    parts = []
+    offset = 0
+    while offset < size:
+        part = os.pread(fd, size - offset, offset)
+        if not part:
+            break
+        parts.append(part)
+        offset += len(part)
+    return b"".join(parts)
 
 
 def _unlink(path: Path) -> None:

@@ -1,0 +1,42 @@
+"""Read a pool through the Python API in a process of its own (for
+``tests/test_hostile_pools.py``, which measures its peak memory and time).
+
+Usage: ``python tests/fault_hostile.py POOL``: opens the pool, reads every block (noting the
+damaged ones), describes it and draws every event with an overlay that skips damaged
+blocks. Exit 0 if all of it worked; exit 1 with one line ``ErrorClass: message`` on stderr
+if bgcache refused the pool with one of its errors (any other exception ends in a
+traceback, which the test rejects).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bgcache.errors import BgcacheError, CorruptBlockError
+from bgcache.overlay import PoolOverlay
+from bgcache.store import open_pool
+
+
+def main(location: str) -> int:
+    try:
+        pool = open_pool(location)
+        damaged = []
+        for info in pool.block_list:
+            try:
+                pool.read_block(info)
+            except CorruptBlockError as exc:
+                damaged.append(exc)
+        pool.describe()
+        with PoolOverlay(pool, on_corrupt="skip", on_exhausted="reuse") as overlay:
+            for _ in range(len(pool)):
+                overlay.next_event()
+        if damaged:
+            raise damaged[0]
+    except BgcacheError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))
