@@ -17,8 +17,12 @@ blocks, for array jobs on a batch farm.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import queue
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -401,10 +405,36 @@ def _build_inline(run: BuildRun, pool: PoolWriter, gen: Any) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(url: str, options: dict[str, Any]) -> None:
-    """Load the model once per worker process."""
+def _worker_init(url: str, options: dict[str, Any], parent: int) -> None:
+    """Tie the worker's life to the build's process, then load the model once."""
+    die_with_parent(parent)
     _WORKER["gen"] = load_generator(options)
     _WORKER["pool"] = open_writer(url)
+
+
+def die_with_parent(parent: int, interval: float = 0.5) -> None:
+    """End this process when process ``parent`` ends, however it ends (kill -9 included),
+    so that worker processes never outlive a build holding a model or GPU memory.
+
+    On Linux the kernel sends SIGKILL at the parent's death (``PR_SET_PDEATHSIG``); on every
+    system a daemon thread also checks every ``interval`` seconds whether this process was
+    handed to another parent, which is how a parent's death shows.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="bgcache-parent-watch", daemon=True).start()
 
 
 def _worker_block(task: BlockTask, batch: int) -> tuple[int, int, float, float]:
@@ -418,7 +448,7 @@ def _build_workers(run: BuildRun, workers: int) -> None:
         max_workers=workers,
         mp_context=ctx,
         initializer=_worker_init,
-        initargs=(run.url, run.options),
+        initargs=(run.url, run.options, os.getpid()),
     ) as ex:
         pending: set[Future[tuple[int, int, float, float]]] = set()
         queued = iter(run.todo)

@@ -21,6 +21,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -113,6 +114,169 @@ class OverlayStats:
 
 
 _END = object()
+
+
+class _Source:
+    """What an overlay's prefetch and decode threads work on: the pool, the share, the
+    counters and the fallback generator, without the overlay itself. The threads hold this
+    and not the overlay, so an overlay that its user drops without ``close()`` becomes
+    unreachable, its finalizer sets ``stop``, and the threads end and free their events."""
+
+    def __init__(self, overlay: PoolOverlay, stop: threading.Event) -> None:
+        self.pool, self.seed, self.stats = overlay.pool, overlay.seed, overlay.stats
+        self.job, self.njobs, self._n_events = overlay.job, overlay.njobs, overlay._n_events
+        self.on_exhausted, self.on_corrupt = overlay.on_exhausted, overlay.on_corrupt
+        self.prefetch, self.prefetch_threads = overlay.prefetch, overlay.prefetch_threads
+        self.prefetch_generate = overlay.prefetch_generate
+        self.device, self.nintra, self.ninter = overlay.device, overlay.nintra, overlay.ninter
+        self.fallback_seed, self.checkpoint = overlay.fallback_seed, overlay.checkpoint
+        self._generator: Any = None
+        self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()  # decode threads add to read_seconds
+        self._stop = stop
+
+    def _load_generator(self) -> Any:
+        """The pool's generator with the pool's content options, loaded as a build loads it."""
+        if self._generator is None:
+            from bgcache.block_tasks import load_generator
+
+            content = self.pool.content
+            if content.get("device_type", "cpu") != str(self.device).split(":")[0]:
+                log.warning(
+                    "pool %s was built on %s, fallback runs on %s: fallback events may differ "
+                    "in a few pixels from what a build on %s would store",
+                    self.pool.url,
+                    content.get("device_type"),
+                    self.device,
+                    content.get("device_type"),
+                )
+            needs_torch = get_spec(self.pool.model).needs_torch
+            self._generator = load_generator(
+                {
+                    "model": self.pool.model,
+                    "checkpoint": self.checkpoint,
+                    "device": self.device if needs_torch else "cpu",
+                    "optimize": bool(content.get("optimize", True)),
+                    "nintra": self.nintra,
+                    "ninter": self.ninter,
+                    "precision": str(content.get("precision", "fp32")),
+                    # one event per pass, or the forward-pass shape a CUDA pool records (its
+                    # events then equal what a build would store, at the cost of a padded pass)
+                    "batch_events": int(content.get("batch_events", 1)) if needs_torch else None,
+                }
+            )
+        return self._generator
+
+    def _generate(self, k: int) -> tuple[EventKey, SparseEvent]:
+        key = fallback_key(self.fallback_seed, self.job, k)
+        t0 = time.perf_counter()
+        with self._lock:
+            (event,) = self._load_generator().events([key])
+        self.stats.generate_seconds += time.perf_counter() - t0
+        return key, event
+
+    def _blocks_in_order(self) -> Iterator[tuple[BlockInfo, range]]:
+        """The share's blocks in draw order, each with the in-block offsets to hand out:
+        from the start offset to the share's end, then from the share's start on."""
+        for positions in draw_ranges(self._n_events, self.seed, self.job, self.njobs):
+            yield from self.pool.spans(positions.start, positions.stop)
+
+    def _windows(self) -> Iterator[tuple[BlockInfo, int, int]]:
+        """One pass over the share as windows ``(block, lo, hi)`` of up to
+        :data:`READ_EVENTS` events (each reads only the chunks it spans: memory stays small)."""
+        for info, offsets in self._blocks_in_order():
+            for lo in range(offsets.start, offsets.stop, READ_EVENTS):
+                yield info, lo, min(lo + READ_EVENTS, offsets.stop)
+
+    def _read_window(self, info: BlockInfo, lo: int, hi: int) -> list[tuple[EventKey, SparseEvent]]:
+        t0 = time.perf_counter()
+        try:
+            events = self.pool.read_events(info, lo, hi)
+        finally:
+            with self._stats_lock:
+                self.stats.read_seconds += time.perf_counter() - t0
+        return [(EventKey(info.seed, info.first_index + lo + i), ev) for i, ev in enumerate(events)]
+
+    def _read_pass(self) -> Iterator[list[tuple[EventKey, SparseEvent]]]:
+        """One pass over the share, a window of events at a time, in draw order; with
+        ``prefetch_threads > 1`` several windows are decoded at once (in order)."""
+        skipped: set[str] = set()
+
+        def outcome(info: BlockInfo, lo: int, hi: int, result: Any) -> list[Any] | None:
+            if info.path in skipped:
+                self.stats.skipped_events += hi - lo
+                return None
+            if isinstance(result, CorruptBlockError):
+                if self.on_corrupt == "raise":
+                    raise result
+                log.error("skipping damaged block %s of pool %s", info.path, self.pool.url)
+                skipped.add(info.path)
+                self.stats.skipped_blocks += 1
+                self.stats.skipped_events += hi - lo
+                return None
+            return list(result)
+
+        def attempt(info: BlockInfo, lo: int, hi: int) -> Any:
+            try:
+                return self._read_window(info, lo, hi)
+            except CorruptBlockError as exc:
+                return exc
+
+        if self.prefetch_threads <= 1 or self.prefetch == 0:
+            for info, lo, hi in self._windows():
+                if self._stop.is_set():
+                    return
+                result = None if info.path in skipped else attempt(info, lo, hi)
+                got = outcome(info, lo, hi, result)
+                if got is not None:
+                    yield got
+            return
+        with ThreadPoolExecutor(self.prefetch_threads, thread_name_prefix="bgcache-decode") as ex:
+            pending: deque[tuple[BlockInfo, int, int, Future[Any]]] = deque()
+            windows = self._windows()
+            for info, lo, hi in windows:
+                pending.append((info, lo, hi, ex.submit(attempt, info, lo, hi)))
+                if len(pending) >= self.prefetch_threads + 1:
+                    break
+            while pending:
+                if self._stop.is_set():
+                    for *_, fut in pending:
+                        fut.cancel()
+                    return
+                info, lo, hi, fut = pending.popleft()
+                nxt = next(windows, None)
+                if nxt is not None:
+                    pending.append((*nxt, ex.submit(attempt, *nxt)))
+                got = outcome(info, lo, hi, fut.result())
+                if got is not None:
+                    yield got
+
+    def _prefetch_loop(self, q: queue.Queue[Any]) -> None:
+        """The prefetch thread: one pass (then fallback events, if asked) into ``q``."""
+
+        def put(item: Any) -> bool:
+            """Queue ``item``; False once the overlay stops (a consumer that stopped
+            drawing must not leave this thread blocked on a full queue: close() joins it)."""
+            while not self._stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for block in self._read_pass():
+                if not put(block):
+                    return
+            if self.prefetch_generate and self.on_exhausted == "generate":
+                k = 0
+                while not self._stop.is_set() and put([self._generate(k)]):
+                    k += 1
+                return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
 
 
 class PoolOverlay:
@@ -218,12 +382,11 @@ class PoolOverlay:
         self.checkpoint: Path | None = None
         if on_exhausted == "generate":
             self.checkpoint = self._locate_fallback(checkpoint)
-        self._generator: Any = None
-        self._generated_ahead: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
-        self._lock = threading.Lock()
-        self._stats_lock = threading.Lock()  # decode threads add to read_seconds
         self._pass = 0
         self._stop = threading.Event()
+        self._source = _Source(self, self._stop)
+        # dropped without close(): stop the threads (they hold the source, not the overlay)
+        weakref.finalize(self, self._stop.set)
         self._queue: queue.Queue[Any] | None = None
         self._thread: threading.Thread | None = None
         self._reader: Iterator[tuple[EventKey, SparseEvent]] | None = None
@@ -275,164 +438,23 @@ class PoolOverlay:
             )
         return path
 
-    def _load_generator(self) -> Any:
-        """The pool's generator with the pool's content options, loaded as a build loads it."""
-        if self._generator is None:
-            from bgcache.block_tasks import load_generator
-
-            content = self.pool.content
-            if content.get("device_type", "cpu") != str(self.device).split(":")[0]:
-                log.warning(
-                    "pool %s was built on %s, fallback runs on %s: fallback events may differ "
-                    "in a few pixels from what a build on %s would store",
-                    self.pool.url,
-                    content.get("device_type"),
-                    self.device,
-                    content.get("device_type"),
-                )
-            needs_torch = get_spec(self.pool.model).needs_torch
-            self._generator = load_generator(
-                {
-                    "model": self.pool.model,
-                    "checkpoint": self.checkpoint,
-                    "device": self.device if needs_torch else "cpu",
-                    "optimize": bool(content.get("optimize", True)),
-                    "nintra": self.nintra,
-                    "ninter": self.ninter,
-                    "precision": str(content.get("precision", "fp32")),
-                    # one event per pass, or the forward-pass shape a CUDA pool records (its
-                    # events then equal what a build would store, at the cost of a padded pass)
-                    "batch_events": int(content.get("batch_events", 1)) if needs_torch else None,
-                }
-            )
-        return self._generator
-
-    def _generate(self, k: int) -> tuple[EventKey, SparseEvent]:
-        key = fallback_key(self.fallback_seed, self.job, k)
-        t0 = time.perf_counter()
-        with self._lock:
-            (event,) = self._load_generator().events([key])
-        self.stats.generate_seconds += time.perf_counter() - t0
-        return key, event
-
     # -- reading -------------------------------------------------------------------------
-    def _blocks_in_order(self) -> Iterator[tuple[BlockInfo, range]]:
-        """The share's blocks in draw order, each with the in-block offsets to hand out:
-        from the start offset to the share's end, then from the share's start on."""
-        for positions in draw_ranges(self._n_events, self.seed, self.job, self.njobs):
-            yield from self.pool.spans(positions.start, positions.stop)
-
-    def _windows(self) -> Iterator[tuple[BlockInfo, int, int]]:
-        """One pass over the share as windows ``(block, lo, hi)`` of up to
-        :data:`READ_EVENTS` events (each reads only the chunks it spans: memory stays small)."""
-        for info, offsets in self._blocks_in_order():
-            for lo in range(offsets.start, offsets.stop, READ_EVENTS):
-                yield info, lo, min(lo + READ_EVENTS, offsets.stop)
-
-    def _read_window(self, info: BlockInfo, lo: int, hi: int) -> list[tuple[EventKey, SparseEvent]]:
-        t0 = time.perf_counter()
-        try:
-            events = self.pool.read_events(info, lo, hi)
-        finally:
-            with self._stats_lock:
-                self.stats.read_seconds += time.perf_counter() - t0
-        return [(EventKey(info.seed, info.first_index + lo + i), ev) for i, ev in enumerate(events)]
-
-    def _read_pass(self) -> Iterator[list[tuple[EventKey, SparseEvent]]]:
-        """One pass over the share, a window of events at a time, in draw order; with
-        ``prefetch_threads > 1`` several windows are decoded at once (in order)."""
-        skipped: set[str] = set()
-
-        def outcome(info: BlockInfo, lo: int, hi: int, result: Any) -> list[Any] | None:
-            if info.path in skipped:
-                self.stats.skipped_events += hi - lo
-                return None
-            if isinstance(result, CorruptBlockError):
-                if self.on_corrupt == "raise":
-                    raise result
-                log.error("skipping damaged block %s of pool %s", info.path, self.pool.url)
-                skipped.add(info.path)
-                self.stats.skipped_blocks += 1
-                self.stats.skipped_events += hi - lo
-                return None
-            return list(result)
-
-        def attempt(info: BlockInfo, lo: int, hi: int) -> Any:
-            try:
-                return self._read_window(info, lo, hi)
-            except CorruptBlockError as exc:
-                return exc
-
-        if self.prefetch_threads <= 1 or self.prefetch == 0:
-            for info, lo, hi in self._windows():
-                if self._stop.is_set():
-                    return
-                result = None if info.path in skipped else attempt(info, lo, hi)
-                got = outcome(info, lo, hi, result)
-                if got is not None:
-                    yield got
-            return
-        with ThreadPoolExecutor(self.prefetch_threads, thread_name_prefix="bgcache-decode") as ex:
-            pending: deque[tuple[BlockInfo, int, int, Future[Any]]] = deque()
-            windows = self._windows()
-            for info, lo, hi in windows:
-                pending.append((info, lo, hi, ex.submit(attempt, info, lo, hi)))
-                if len(pending) >= self.prefetch_threads + 1:
-                    break
-            while pending:
-                if self._stop.is_set():
-                    for *_, fut in pending:
-                        fut.cancel()
-                    return
-                info, lo, hi, fut = pending.popleft()
-                nxt = next(windows, None)
-                if nxt is not None:
-                    pending.append((*nxt, ex.submit(attempt, *nxt)))
-                got = outcome(info, lo, hi, fut.result())
-                if got is not None:
-                    yield got
-
     def _start_pass(self) -> None:
         """Begin a pass over the share (the first, or another one for reuse)."""
         self._stop_thread()
         self._stop.clear()
         self._buffer = []
         if self.prefetch == 0:
-            self._reader = (item for block in self._read_pass() for item in block)
+            self._reader = (item for block in self._source._read_pass() for item in block)
             return
         self._queue = queue.Queue(maxsize=self.prefetch)
         self._thread = threading.Thread(
-            target=self._prefetch_loop, name="bgcache-prefetch", daemon=True
+            target=self._source._prefetch_loop,
+            args=(self._queue,),
+            name="bgcache-prefetch",
+            daemon=True,
         )
         self._thread.start()
-
-    def _prefetch_loop(self) -> None:
-        q = self._queue
-        assert q is not None
-
-        def put(item: Any) -> bool:
-            """Queue ``item``; False once the overlay stops (a consumer that stopped
-            drawing must not leave this thread blocked on a full queue: close() joins it)."""
-            while not self._stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        try:
-            for block in self._read_pass():
-                if not put(block):
-                    return
-            if self.prefetch_generate and self.on_exhausted == "generate":
-                k = 0
-                while not self._stop.is_set() and put([self._generate(k)]):
-                    k += 1
-                return
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            put(exc)
 
     def _stop_thread(self) -> None:
         if self._thread is not None:
@@ -495,7 +517,7 @@ class PoolOverlay:
                 got = self._next_from_reader()
                 assert got is not None
             else:
-                got = self._generate(self.stats.generated)
+                got = self._source._generate(self.stats.generated)
             self.stats.generated += 1
             self.last = ("generated", got[0])
             return got[1]
@@ -532,11 +554,6 @@ class PoolOverlay:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        stop = getattr(self, "_stop", None)  # absent if __init__ failed
-        if stop is not None:
-            stop.set()
 
 
 __all__ = [
