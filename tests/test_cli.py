@@ -96,6 +96,27 @@ def test_models_table(cli: Invoke) -> None:
     assert "NOT a physics model" in result.stdout
 
 
+def test_install_hints_keep_their_brackets(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rich reads ``[gan]`` as markup: every hint must print the extra it names."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    result = cli("models")
+    assert "pip install 'bgcache[gan]'" in " ".join(result.stdout.split()), result.stdout
+    monkeypatch.setenv("COLUMNS", "250")
+    helped = cli("build", "--help")
+    assert "needs bgcache[dask]" in " ".join(helped.stdout.split()), helped.stdout
+    from bgcache.cli._output import note
+
+    note("install 'bgcache[plot]' for [that]")
+    assert "install 'bgcache[plot]' for [that]" in capsys.readouterr().err
+
+
 def test_models_json(cli: Invoke) -> None:
     rows = {row["name"]: row for row in parse_json(cli("models", "--json"))}
     assert list(rows)[:4] == ["convnet", "resnet", "ieagan", "synthetic"]

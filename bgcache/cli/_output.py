@@ -66,7 +66,9 @@ def print_json(obj: Any) -> None:
 def note(message: str, *, quiet: bool = False) -> None:
     """Print a note on stderr unless ``quiet``."""
     if not quiet:
-        stderr_console().print(f"[dim]bgcache:[/dim] {message}", markup=True)
+        from rich.markup import escape
+
+        stderr_console().print(f"[dim]bgcache:[/dim] {escape(message)}", markup=True)
 
 
 @contextmanager

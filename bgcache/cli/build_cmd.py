@@ -134,7 +134,7 @@ def build(
             metavar="ADDRESS",
             help=(
                 "Dask scheduler (tcp://HOST:PORT): each block becomes a task on its workers, "
-                "which write into the pool (needs bgcache[dask]; the pool path must be the "
+                "which write into the pool (needs bgcache\\[dask]; the pool path must be the "
                 "same on every worker)."
             ),
             show_default=False,

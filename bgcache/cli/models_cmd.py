@@ -83,7 +83,7 @@ def models(
     else:
         torch_line = "torch is not installed: pip install 'bgcache[gan]' for the GAN models"
     console.print(
-        f"{torch_line}. GAN models need a checkpoint: a Belle II payload, or an untrained "
+        f"{escape(torch_line)}. GAN models need a checkpoint: a Belle II payload, or an untrained "
         "demo made by 'bgcache checkpoint init'.",
         soft_wrap=True,
     )
