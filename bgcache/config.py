@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import stat
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path, PurePath
@@ -39,6 +40,10 @@ from bgcache.errors import ConfigError, ConfigNotFoundError, did_you_mean
 KeyType: TypeAlias = type | tuple[type, ...]
 
 __all__ = ["KeyType", "load_config", "normalize_key", "parse_config"]
+
+
+#: Largest config file read (a config is a few dozen lines).
+MAX_CONFIG_BYTES = 2**20
 
 
 def normalize_key(key: str) -> str:
@@ -92,15 +97,28 @@ def load_config(
         (True, 5)
     """
     path = Path(path)
-    if not path.exists():
-        raise ConfigNotFoundError(f"config file '{path}' does not exist")
-    if path.is_dir():
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigNotFoundError(f"config file '{path}' does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{path}': {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise ConfigError(f"config file '{path}' is a directory, expected a TOML file")
+    if not stat.S_ISREG(info.st_mode):  # /dev/zero would be read forever, a pipe waited on
+        raise ConfigError(f"config file '{path}' is not a regular file, expected a TOML file")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file '{path}' holds {info.st_size:,} bytes, more than a config file "
+            f"can ({MAX_CONFIG_BYTES:,}): is it the right file?"
+        )
     try:
         with path.open("rb") as f:
-            data = tomllib.load(f)
+            data = tomllib.loads(f.read(MAX_CONFIG_BYTES + 1).decode())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file '{path}' is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file '{path}' is nested too deeply to be a config") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file '{path}' is not UTF-8 text, expected TOML") from None
     except OSError as exc:

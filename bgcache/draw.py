@@ -26,6 +26,7 @@ Belle II's BGOverlayInput, but without silent reuse:
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +52,8 @@ def check_share(job: Any, njobs: Any, prefix: str = "") -> tuple[int, int]:
             parameter "``).
 
     Raises:
-        UsageError: not integers, or out of range (names which).
+        UsageError: not integers, or out of range (names which). Integers of every kind
+            (numpy's included) are accepted and returned as ``int``.
 
     Example:
         >>> check_share(3, 4)
@@ -62,13 +64,18 @@ def check_share(job: Any, njobs: Any, prefix: str = "") -> tuple[int, int]:
         ...     print(exc)
         job must be an integer in 0..3, got 4
     """
-    for name, value, low, high in (
-        ("njobs", njobs, 1, MAX_JOBS),
-        ("job", job, 0, njobs - 1 if isinstance(njobs, int) else 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+
+    def check(name: str, value: Any, low: int, high: int) -> int:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or not low <= int(value) <= high
+        ):
             raise UsageError(f"{prefix}{name} must be an integer in {low}..{high}, got {value!r}")
-    return job, njobs
+        return int(value)
+
+    n = check("njobs", njobs, 1, MAX_JOBS)
+    return check("job", job, 0, n - 1), n
 
 
 def check_on_exhausted(value: Any, prefix: str = "") -> str:

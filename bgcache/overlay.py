@@ -338,7 +338,7 @@ class PoolOverlay:
     ) -> None:
         self.pool = pool if isinstance(pool, Pool) else open_pool(pool)
         self.seed = validate_seed(0 if seed is None else seed)
-        check_share(job, njobs)
+        job, njobs = check_share(job, njobs)
         for name, value, low, high in (
             ("prefetch", prefetch, 0, 1024),
             ("prefetch_threads", prefetch_threads, 1, 64),

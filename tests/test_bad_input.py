@@ -113,6 +113,11 @@ B = "build"
 case(B, "POOL", f"build {SYN}", 2, "Missing argument 'POOL'", id="missing")
 case(B, "POOL", ["build", "", *SYN.split()], 2, "pool location is empty", id="empty")
 case(B, "POOL", f"build {{file}} {SYN}", 1, "is a file", id="a-file")
+case(B, "POOL", f"build {{tmp}}/{'a' * 300} {SYN}", 2, "300 bytes", "shorter name", id="long-name")
+LONG = "/".join(["abcdefgh"] * 600)
+case(B, "POOL", f"build {{tmp}}/{LONG} {SYN}", 2, "longer than", "shorter path", id="long-path")
+case(B, "POOL", f"build ~nouser-bgcache/p {SYN}", 2, "no user 'nouser-bgcache'", id="no-such-user")
+case(B, "POOL", f"build file:// {SYN}", 2, "names no path", id="file-url-no-path")
 case(B, "POOL", f"build {{file}}/sub {SYN}", 1, "is a file", "no directory", id="under-a-file")
 case(B, "POOL", f"build {{nonempty}} {SYN}", 1, "not a pool", "new or empty", id="foreign-dir")
 case(B, "POOL", f"build {{newer}} {SYN}", 1, "format version 99", "upgrade", id="newer-format")
@@ -270,6 +275,7 @@ case(B, "--shard", f"build {{tmp}}/p {SYN} --shard 4/4", 2, "K must be in 0..3",
 case(B, "--shard", f"build {{tmp}}/p {SYN} --shard 1of4", 2, "K/N", id="form")
 case(B, "--shard", f"build {{tmp}}/p {SYN} --shard 0/0", 2, "N must be >= 1", id="zero-parts")
 case(B, "--shard", f"build {{tmp}}/p {SYN} --shard -1/4", 2, "out of range", id="negative")
+case(B, "--shard", f"build {{tmp}}/p {SYN}", 2, "K/N", id="env-blank", env={"BGCACHE_SHARD": " "})
 case(
     B,
     "--shard",
@@ -333,6 +339,7 @@ CONFIG_CASES: list[tuple[str, str | bytes | None, tuple[str, ...]]] = [
     ("bad-device", "device = 'tpu'\n", ("'--device'", "value from config file")),
     ("bad-seed", f"seed = {BIG}\n", ("'--seed'", "value from config file")),
     ("bad-model", "model = 'convnt'\n", ("did you mean 'convnet'",)),
+    ("nested", "a = " + "[" * 5000 + "]" * 5000 + "\n", ("nested too deeply",)),
 ]
 
 
@@ -362,6 +369,7 @@ def config_cases(command: str, base: str, prefix: str = "") -> None:
         id="env",
         env={"BGCACHE_CONFIG": "nope.toml"},
     )
+    case(command, "--config", f"{base} --config /dev/zero", 2, "not a regular file", id="dev-zero")
 
 
 config_cases("build", "build {tmp}/p -m synthetic", prefix="events = 2\n")

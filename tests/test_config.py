@@ -295,3 +295,16 @@ def test_example_config_loads_for_generate(path: Path) -> None:
 def test_demo_config_is_the_readme_main_job() -> None:
     values = load_config(CONFIGS / "demo.toml", command="generate", known=generate_known())
     assert values == {"model": "synthetic", "seed": 0, "events": 200}
+
+
+def test_a_named_pipe_as_config_is_refused_without_waiting(tmp_path: Path) -> None:
+    """Reading a FIFO would wait for a writer forever: refused by its type, in a real process."""
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "c.toml"
+    os.mkfifo(fifo)
+    argv = [sys.executable, "-m", "bgcache", "build", str(tmp_path / "p"), "--config", str(fifo)]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.count("\n") == 1 and "not a regular file" in run.stderr, run.stderr

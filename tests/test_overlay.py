@@ -293,3 +293,14 @@ def test_plan_cli(cli: object, pool_path: Path) -> None:
     assert out["generated"] == 0 and out["from_pool"] == 10
     bad = cli("plan", str(pool_path), "-j", "2", "-n", "5", "--on-exhausted", "loop")  # type: ignore[operator]
     assert bad.exit_code == 2 and "'--on-exhausted': 'loop' is not a policy" in bad.stderr
+
+
+def test_numpy_integers_are_accepted_for_job_and_njobs(tmp_path: Path) -> None:
+    """Seeds accept integers of every kind; job and njobs do too (and become ints)."""
+    import numpy as np
+
+    build_pool(tmp_path / "p", model="synthetic", events=16, block_events=8)
+    a = PoolOverlay(tmp_path / "p", seed=np.int64(3), job=np.int32(1), njobs=np.uint8(2))
+    with a, PoolOverlay(tmp_path / "p", seed=3, job=1, njobs=2) as b:
+        assert (a.job, a.njobs) == (1, 2) and type(a.job) is int
+        assert [a.next_event() for _ in range(10)] == [b.next_event() for _ in range(10)]

@@ -181,7 +181,9 @@ def parse_params(**params: Any) -> OverlayModuleParams:
         params["checkpoint"] = os.path.expandvars(os.fspath(checkpoint))
     if params.get("seed") is not None:
         params["seed"] = validate_seed(params["seed"])
-    check_share(params["job"], params["njobs"], prefix=f"{MODULE_NAME} parameter ")
+    params["job"], params["njobs"] = check_share(
+        params["job"], params["njobs"], prefix=f"{MODULE_NAME} parameter "
+    )
     for name, low, high in (
         ("nintra", 1, 1024),
         ("ninter", 1, 1024),

@@ -340,7 +340,7 @@ class PoolIterableDataset(_PoolSource, _IterableBase):
         transform: Callable[[Any], Any] | None = None,
     ) -> None:
         self.seed = validate_seed(seed)
-        check_share(job, njobs)
+        job, njobs = check_share(job, njobs)
         if passes is not None and (
             isinstance(passes, bool) or not isinstance(passes, int) or passes < 1
         ):

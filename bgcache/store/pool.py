@@ -19,6 +19,7 @@ are stable while the pool's content is; an event's key (seed, index) is its iden
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -545,7 +546,35 @@ def open_storage(location: str | os.PathLike[str] | Storage) -> Storage:
         raise UsageError(
             f"pool location {text!r}: {scheme}:// is not supported; use a local path or s3://bucket/prefix"
         )
-    return LocalStorage(Path(text.removeprefix("file://")).expanduser())
+    path = text.removeprefix("file://")
+    if not path.strip():
+        raise UsageError(f"pool location {text!r} names no path: give file:///path/to/pool")
+    return LocalStorage(_local_path(path))
+
+
+def _local_path(text: str) -> Path:
+    """A local pool path, expanded and checked against the file system's name limits."""
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist
+        user = text.split("/", 1)[0]
+        raise UsageError(f"pool location {text!r}: no user {user[1:]!r} to expand {user}") from None
+    name_max, path_max = 255, 4096
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        name_max = os.pathconf("/", "PC_NAME_MAX")
+        path_max = os.pathconf("/", "PC_PATH_MAX")
+    long = next((p for p in path.parts if len(os.fsencode(p)) > name_max), None)
+    if long is not None:
+        raise UsageError(
+            f"pool location: the component {long[:40]!r}... has {len(os.fsencode(long))} bytes, "
+            f"more than the {name_max} a file name can have: choose a shorter name"
+        )
+    if len(os.fsencode(path.absolute())) >= path_max:
+        raise UsageError(
+            f"pool location {str(path)[:60]!r}... is longer than the {path_max} bytes a path "
+            "can have: choose a shorter path"
+        )
+    return path
 
 
 def open_pool(location: str | os.PathLike[str]) -> Pool:
