@@ -150,11 +150,13 @@ def plot_pool(
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> Path:
-    """Check a plot's output path before any work: its suffix, and that it can be a file.
+    """Check a plot's output path before any work: its suffix, that it can be a file, and
+    that matplotlib can be imported.
 
     Raises:
         UsageError: the suffix is not .png, .pdf or .svg; the path is a directory; its
             directory does not exist or is a file.
+        MissingDependencyError: matplotlib is not installed.
 
     Example:
         >>> check_plot_path("pool.svg").name
@@ -175,6 +177,7 @@ def check_plot_path(path: str | os.PathLike[str]) -> Path:
         raise UsageError(f"{where}: directory {str(parent)!r} does not exist; create it first")
     if not parent.is_dir():
         raise UsageError(f"{where}: {str(parent)!r} is a file, not a directory")
+    _matplotlib()  # a missing matplotlib is said now, not after the sample is read
     return out
 
 

@@ -330,3 +330,26 @@ def test_reading_commands_bad_input(
     one_line_error(cli(*argv), code, needle)
     assert {p: p.stat().st_mtime_ns for p in pool.rglob("*")} == before
     assert not list(tmp_path.glob("x.*"))
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["default", "quiet"])
+def test_ctrl_c_prints_one_line(tmp_path: Path, quiet: bool) -> None:
+    """SIGINT during a build: one stderr line that says what to do, exit 130 (-q too)."""
+    import signal
+    import time
+
+    pool = tmp_path / "pool"
+    argv = [sys.executable, "-m", "bgcache", "build", str(pool), "-m", "synthetic"]
+    argv += ["-n", "100000", "--block-events", "16"] + (["-q"] if quiet else [])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(pool.glob("streams/*/*/zarr.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    progress = ("building ", "events/s")  # the progress bar's last frame (not a message)
+    lines = [ln for ln in err.splitlines() if ln.strip() and not all(p in ln for p in progress)]
+    assert lines == [
+        "bgcache: error: interrupted: every complete block is kept; run the same command to resume"
+    ], err

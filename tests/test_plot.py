@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +125,24 @@ def test_missing_matplotlib_names_the_extra(
     with pytest.raises(MissingDependencyError, match=r"pip install 'bgcache\[plot\]'"):
         plot_pool(tmp_path / "pool.png", stats)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inspect_plot_without_matplotlib_fails_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
+) -> None:
+    from bgcache.build import build_pool
+    from bgcache.store.pool import Pool
+
+    build_pool(tmp_path / "pool", model="synthetic", events=8)
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the sample was read before the missing matplotlib was said")
+
+    monkeypatch.setattr(Pool, "sample", no_reading)
+    result = cli("inspect", str(tmp_path / "pool"), "--plot", str(tmp_path / "p.png"))
+    assert result.exit_code == 1, result.stderr
+    assert "pip install 'bgcache[plot]'" in result.stderr
+    assert not (tmp_path / "p.png").exists()

@@ -80,6 +80,13 @@ def _error(message: str) -> None:
     print(f"bgcache: error: {one_line(message)}", file=sys.stderr, flush=True)
 
 
+def interrupted(hint: str = "") -> typer.Exit:
+    """What a command raises after catching Ctrl-C itself: one line ``bgcache: error:
+    interrupted[: hint]`` on stderr (also with ``--quiet``), and exit code 130."""
+    _error("interrupted" + (f": {hint}" if hint else ""))
+    return typer.Exit(EXIT_INTERRUPTED)
+
+
 def _report(exc: BaseException) -> int:
     """Print one error line for a user-facing exception and return its exit code.
 
@@ -107,6 +114,9 @@ def _report(exc: BaseException) -> int:
         _error(click_exc.format_message())
         return int(getattr(exc, "exit_code", EXIT_ERROR))
     if isinstance(exc, typer.Abort):
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            _error("interrupted")
+            return EXIT_INTERRUPTED
         _error("aborted")
         return EXIT_ERROR
     raise exc
@@ -131,8 +141,6 @@ class BgcacheGroup(TyperGroup):
             rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except (BgcacheError, _ClickException, typer.Abort) as exc:
             sys.exit(_report(exc))
-        if rv == EXIT_INTERRUPTED:
-            _error("interrupted")
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -218,8 +218,9 @@ def build(
         spinner.stop()
         if "task" in state:
             progress_bar.stop()
-        note("interrupted: every complete block is kept; run the same command to resume")
-        raise typer.Exit(130) from None
+        from bgcache.cli._app import interrupted
+
+        raise interrupted("every complete block is kept; run the same command to resume") from None
     finally:
         spinner.stop()
         if "task" in state:  # a Progress never started still prints a newline when stopped
