@@ -8,6 +8,7 @@ Human-readable output goes to stdout; progress bars, spinners and notes go to st
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,11 +90,14 @@ class RateColumn(ProgressColumn):
         self.unit = unit
 
     def render(self, task: Task) -> Text:
-        """The rate as ``12.3 events/s`` (``-`` until known)."""
-        speed = task.finished_speed or task.speed
-        if speed is None:
+        """The rate since the start as ``12.3 events/s`` (``-`` until known): an average,
+        not rich's recent-window speed, which jumps when workers finish blocks at once."""
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed or not task.completed:
             return Text(f"- {self.unit}/s", style="progress.data.speed")
-        return Text(f"{speed:.3g} {self.unit}/s", style="progress.data.speed")
+        return Text(
+            f"{fmt_rate(task.completed / elapsed)} {self.unit}/s", style="progress.data.speed"
+        )
 
 
 def event_progress(*, quiet: bool = False, unit: str = "events") -> Progress:
@@ -110,6 +114,28 @@ def event_progress(*, quiet: bool = False, unit: str = "events") -> Progress:
         console=stderr_console(),
         disable=quiet,
     )
+
+
+def fmt_rate(x: float) -> str:
+    """A rate with three significant digits and no exponent.
+
+    Example:
+        >>> fmt_rate(1637.2), fmt_rate(90.54), fmt_rate(4.512), fmt_rate(0.2214)
+        ('1,637', '90.5', '4.51', '0.221')
+    """
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{max(0, 2 - math.floor(math.log10(x)))}f}" if x > 0 else "0"
+
+
+def plural(n: int, word: str) -> str:
+    """``n word`` with an English plural.
+
+    Example:
+        >>> plural(1, "block"), plural(3, "block")
+        ('1 block', '3 blocks')
+    """
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def fmt_int(n: int) -> str:

@@ -189,6 +189,8 @@ def build(
         if "task" not in state:
             spinner.stop()
             state["skipped"] = done
+            if done == total:  # nothing to build: no empty 0/0 bar
+                return
             state["task"] = progress_bar.add_task(f"building {model}", total=total - done)
             progress_bar.start()
         progress_bar.update(state["task"], completed=done - state["skipped"])
@@ -237,7 +239,7 @@ def build(
 def _print_summary(r: dict[str, Any]) -> None:
     from rich.markup import escape
 
-    from bgcache.cli._output import fmt_bytes, fmt_int, stdout_console
+    from bgcache.cli._output import fmt_bytes, fmt_int, fmt_rate, plural, stdout_console
     from bgcache.geometry import DENSE_EVENT_BYTES
 
     out = stdout_console()
@@ -250,13 +252,14 @@ def _print_summary(r: dict[str, Any]) -> None:
     )
     rate = r["events_per_second"]
     out.print(
-        f"built      {fmt_int(r['events_written'])} events in {r['blocks_written']} blocks, "
-        f"{r['seconds']:.1f} s" + (f", {rate:.3g} events/s" if rate else "")
+        f"built      {plural(r['events_written'], 'event')} in "
+        f"{plural(r['blocks_written'], 'block')}, {r['seconds']:.1f} s"
+        + (f", {fmt_rate(rate)} events/s" if rate else "")
     )
     if r["blocks_skipped"]:
         out.print(
-            f"skipped    {fmt_int(r['events_skipped'])} events in {r['blocks_skipped']} "
-            "blocks that were already complete"
+            f"skipped    {plural(r['events_skipped'], 'event')} in "
+            f"{plural(r['blocks_skipped'], 'block')} that were already complete"
         )
     if r["events_written"]:
         per_event = r["bytes_per_event"]
@@ -264,8 +267,21 @@ def _print_summary(r: dict[str, Any]) -> None:
             f"written    {fmt_bytes(r['bytes_written'])}, {per_event / 1000:.1f} kB/event "
             f"({DENSE_EVENT_BYTES / per_event:.0f}x smaller than dense)"
         )
+        busy = r["generate_seconds"] + r["write_seconds"]
+        workers = r["workers"]
+        how = (
+            f"summed over {workers} processes, each writing beside its generating"
+            if workers > 1
+            else "writing runs in a thread beside generating"
+        )
         out.print(
             f"time       generating {r['generate_seconds']:.1f} s, compressing and writing "
-            f"{r['write_seconds']:.1f} s (overlapped), loading {r['load_seconds']:.1f} s"
+            f"{r['write_seconds']:.1f} s, loading {r['load_seconds']:.1f} s ({how}"
+            + (
+                f", so they add up to more than the build's {r['seconds']:.1f} s"
+                if busy > r["seconds"]
+                else ""
+            )
+            + ")"
         )
     out.print(f"pool       {fmt_int(r['pool_events'])} complete events")

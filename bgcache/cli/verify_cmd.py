@@ -44,7 +44,7 @@ def verify(
     """
     from rich.markup import escape
 
-    from bgcache.cli._output import event_progress, fmt_bytes, fmt_int, print_json, stdout_console
+    from bgcache.cli._output import event_progress, fmt_bytes, plural, print_json, stdout_console
     from bgcache.store.pool import open_pool
     from bgcache.store.verify import verify_pool
 
@@ -70,10 +70,10 @@ def verify(
             "[bold red]DAMAGED[/bold red]" if report.problems else "[bold green]OK[/bold green]"
         )
         out.print(
-            f"{verdict}: pool {escape(report.pool)}: {fmt_int(report.blocks)} blocks, "
-            f"{fmt_int(report.events)} events, {fmt_int(report.hits)} hits checked "
+            f"{verdict}: pool {escape(report.pool)}: {plural(report.blocks, 'block')}, "
+            f"{plural(report.events, 'event')}, {plural(report.hits, 'hit')} checked "
             f"({fmt_bytes(report.bytes_read)} read in {report.seconds:.1f} s); "
-            f"{len(report.problems)} problems, {len(report.warnings)} warnings"
+            f"{plural(len(report.problems), 'problem')}, {plural(len(report.warnings), 'warning')}"
         )
     if failed:
         raise typer.Exit(1)
