@@ -583,3 +583,19 @@ def test_script_error_has_no_traceback() -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("bgcache: error: ")
     assert proc.stdout == ""
+
+
+@pytest.mark.slow
+def test_checkpoint_init_says_what_it_does(
+    cli: Invoke, tmp_path: Path, demo_checkpoints: dict[str, Path]
+) -> None:
+    """20-90 s of work are not silent: each step is a line on stderr (not a terminal here),
+    and reporting them changes nothing in the file."""
+    out = tmp_path / "demo.pt"
+    result = cli("checkpoint", "init", "--model", "convnet", "--seed", "3", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()  # one line each (notes do not wrap)
+    assert any("calibrating normalisation layer 1 of" in line for line in lines), lines
+    assert any("measuring the occupancy" in line for line in lines), lines
+    assert any(f"writing {out}" in " ".join(line.split()) for line in lines), lines
+    assert out.read_bytes() == Path(demo_checkpoints["convnet"]).read_bytes()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,17 +69,25 @@ def note(message: str, *, quiet: bool = False) -> None:
     if not quiet:
         from rich.markup import escape
 
-        stderr_console().print(f"[dim]bgcache:[/dim] {escape(message)}", markup=True)
+        stderr_console().print(
+            f"[dim]bgcache:[/dim] {escape(message)}", markup=True, soft_wrap=True
+        )
 
 
 @contextmanager
-def status(message: str, *, quiet: bool = False) -> Iterator[None]:
-    """A spinner on stderr while a long step runs (nothing when ``quiet``)."""
+def status(message: str, *, quiet: bool = False) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr while a long step runs (nothing when ``quiet``); yields
+    ``update(line)``, which says which part of the step runs: the spinner's text on a
+    terminal, a line of its own elsewhere (a log shows progress too)."""
     if quiet:
-        yield
+        yield lambda line: None
         return
-    with stderr_console().status(message):
-        yield
+    console = stderr_console()
+    if not console.is_terminal:
+        yield lambda line: note(f"{message} {line}")
+        return
+    with console.status(message) as spinner:
+        yield lambda line: spinner.update(f"{message} {line}")
 
 
 class RateColumn(ProgressColumn):

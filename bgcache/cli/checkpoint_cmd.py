@@ -87,8 +87,10 @@ def init(
     from bgcache.cli._output import status
     from bgcache.models.checkpoint import init_checkpoint
 
-    with status(f"calibrating an untrained {model} network (10-40 s)...", quiet=quiet):
-        info = init_checkpoint(model, output, occupancy=occupancy, seed=seed, overwrite=force)
+    with status(f"making an untrained {model} network (20-90 s on a CPU)...", quiet=quiet) as say:
+        info = init_checkpoint(
+            model, output, occupancy=occupancy, seed=seed, overwrite=force, progress=say
+        )
     _show(info, json_output=json_output)
 
 

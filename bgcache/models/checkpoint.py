@@ -17,6 +17,7 @@ import math
 import os
 import tempfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,7 @@ def init_checkpoint(
     seed: int = 0,
     overwrite: bool = False,
     mean_charge: float = DEMO_MEAN_CHARGE,
+    progress: Callable[[str], None] | None = None,
 ) -> CheckpointInfo:
     """Write an untrained, deterministic, calibrated demo checkpoint.
 
@@ -126,6 +128,9 @@ def init_checkpoint(
         seed: seed of the weights (same seed, same torch -> same file).
         overwrite: replace an existing file.
         mean_charge: target fired-pixel mean charge in ADU.
+        progress: called with a line saying which step runs (the whole takes 20-90 s on a
+            CPU): the network's normalisation layers one by one, then the output, the check
+            on an independent event and the file.
 
     Returns:
         The :class:`CheckpointInfo` of the written file (its ``demo`` record holds the
@@ -166,9 +171,12 @@ def init_checkpoint(
         net = _torch.build_plain(model)
     net.requires_grad_(False)
     z = torch.from_numpy(event_latents((_CALIBRATION_SEED, 0), 40, get_spec(model).latent_dim))
-    pre = _calibrate_norms(net, z)
+    say = progress or (lambda line: None)
+    pre = _calibrate_norms(net, z, say)
+    say("calibrating the output for occupancy and charge")
     scale, shift = _calibrate_output(pre, model, occupancy, mean_charge)
     _apply_output_calibration(net, model, scale, shift)
+    say("measuring the occupancy on an independent event")
 
     # measure on an independent event, with the fast network
     _, fast_cls = _torch._model_classes(model)
@@ -192,6 +200,7 @@ def init_checkpoint(
         "bgcache": __version__,
         "torch": torch.__version__.split("+")[0],
     }
+    say(f"writing {out}")
     state = OrderedDict((k, v.detach().clone().contiguous()) for k, v in net.state_dict().items())
     meta = getattr(net.state_dict(), "_metadata", None)
     state._metadata = OrderedDict(meta or {})  # type: ignore[attr-defined]
@@ -226,7 +235,7 @@ def _norm_layers(net: Any) -> list[Any]:
     return out
 
 
-def _calibrate_norms(net: Any, z: Any) -> np.ndarray:
+def _calibrate_norms(net: Any, z: Any, say: Callable[[str], None]) -> np.ndarray:
     """Set every batch norm's statistics to those of its input on the calibration batch.
 
     Pre-forward hooks fire in execution order, so each layer sees inputs already
@@ -237,7 +246,12 @@ def _calibrate_norms(net: Any, z: Any) -> np.ndarray:
 
     torch = _torch.import_torch()
 
+    layers = _norm_layers(net)
+    done = [0]
+
     def hook(module: Any, args: tuple[Any, ...]) -> None:
+        done[0] += 1
+        say(f"calibrating normalisation layer {done[0]} of {len(layers)}")
         # numpy's float64 reductions are single-threaded and deterministic; torch's
         # multi-threaded ones depend on the thread count, which would change the file
         x = args[0].detach().numpy()
@@ -250,7 +264,7 @@ def _calibrate_norms(net: Any, z: Any) -> np.ndarray:
             module.stored_mean.copy_(mean)
             module.stored_var.copy_(var)
 
-    handles = [m.register_forward_pre_hook(hook) for m in _norm_layers(net)]
+    handles = [m.register_forward_pre_hook(hook) for m in layers]
     try:
         with torch.no_grad():
             pre: np.ndarray = net.pre_tanh(z)[:, 0, 3:253, :].double().numpy().ravel()
