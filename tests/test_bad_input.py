@@ -375,7 +375,7 @@ def config_cases(command: str, base: str, prefix: str = "") -> None:
 config_cases("build", "build {tmp}/p -m synthetic", prefix="events = 2\n")
 
 # -- bgcache inspect -------------------------------------------------------------------------
-for cmd, extra in (("inspect", ""), ("verify", ""), ("plan", " -j 2 -n 3")):
+for cmd, extra in (("inspect", ""), ("verify", ""), ("plan", " -j 2 -n 3"), ("gc", " -n")):
     case(cmd, "POOL", f"{cmd}{extra}", 2, "Missing argument 'POOL'", id="missing")
     case(cmd, "POOL", f"{cmd} {{tmp}}/nope{extra}", 1, "does not exist", "bgcache build", id="none")
     case(cmd, "POOL", f"{cmd} {{file}}{extra}", 1, "is a file", id="a-file")
@@ -406,6 +406,10 @@ case(INS, "--quiet", "inspect {pool} --quiet=1", 2, "does not take a value", id=
 
 # -- bgcache verify --------------------------------------------------------------------------
 case("verify", "--strict", "verify {pool} --strict=1", 2, "does not take a value", id="value")
+case("gc", "--grace", "gc {pool} --grace soon", 2, "duration 'soon'", id="form")
+case("gc", "--grace", "gc {pool} --grace -1h", 2, "duration '-1h'", id="negative")
+case("gc", "--grace", "gc {pool} --grace", 2, "requires an argument", id="missing")
+case("gc", "--dry-run", "gc {pool} --dry-run=1", 2, "does not take a value", id="value")
 case("verify", "--quiet", "verify {pool} --quiet=1", 2, "does not take a value", id="value")
 
 # -- bgcache plan ----------------------------------------------------------------------------

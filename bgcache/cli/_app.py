@@ -31,6 +31,7 @@ from bgcache._version import __version__
 from bgcache.cli import (
     build_cmd,
     checkpoint_cmd,
+    gc_cmd,
     generate_cmd,
     inspect_cmd,
     models_cmd,
@@ -194,6 +195,7 @@ def _root(
 app.command("build")(build_cmd.build)
 app.command("inspect")(inspect_cmd.inspect_pool)
 app.command("verify")(verify_cmd.verify)
+app.command("gc")(gc_cmd.gc)
 app.command("plan")(plan_cmd.plan)
 app.command("models")(models_cmd.models)
 app.command("generate")(generate_cmd.generate)

@@ -284,6 +284,19 @@ class S3Storage:
         except self._ClientError as exc:
             raise self._error(exc, key, "delete from") from None
 
+    def mtime(self, key: str) -> float | None:
+        """When ``key`` was last written (seconds since the epoch), None if it is missing."""
+        try:
+            head = self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
+        except self._ClientError as exc:
+            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise self._error(exc, key, "read") from None
+        return float(head["LastModified"].timestamp())
+
+    def prune(self, prefix: str) -> None:
+        """Nothing to do: an object store has no directories."""
+
     def check_writable(self) -> None:
         """Raise :class:`PoolWriteError` now if the location cannot be written."""
         probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}.partial"

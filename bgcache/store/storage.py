@@ -79,6 +79,8 @@ class Storage(Protocol):
     def write_new(self, key: str, data: bytes) -> bool: ...
     def sync_dir(self, key: str) -> None: ...
     def delete(self, key: str) -> None: ...
+    def mtime(self, key: str) -> float | None: ...
+    def prune(self, prefix: str) -> None: ...
     def check_writable(self) -> None: ...
     def check_creatable(self) -> None: ...
 
@@ -364,7 +366,25 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         """Remove the object ``key`` if it exists."""
+        self._check_inside(key)
         _unlink(self._path(key))
+
+    def mtime(self, key: str) -> float | None:
+        """When ``key`` was last written (seconds since the epoch), None if it is missing."""
+        try:
+            return self._path(key).lstat().st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def prune(self, prefix: str) -> None:
+        """Remove the directories left empty under ``prefix`` (and ``prefix`` itself)."""
+        self._check_inside(prefix)
+        for name in self.children(prefix):
+            key = f"{prefix}/{name}"
+            if stat.S_ISDIR(self._path(key).lstat().st_mode):
+                self.prune(key)
+        with contextlib.suppress(OSError):  # not empty: something was written meanwhile
+            self._path(prefix).rmdir()
 
     def check_writable(self) -> None:
         """Raise :class:`PoolWriteError` now if the pool location cannot be written."""
