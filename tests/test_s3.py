@@ -248,3 +248,19 @@ def test_pool_reads_in_a_forked_child(bucket: str) -> None:
     os.waitpid(pid, 0)
     with os.fdopen(r, "rb") as pipe:
         assert pipe.read() == b"ok", "the forked child did not read the pool within 60 s"
+
+
+def test_gc_on_s3(bucket: str) -> None:
+    """The superseded short block goes (marker first); the pool reads the same."""
+    from bgcache.store.gc import collect_garbage
+
+    url = f"s3://{bucket}/gc"
+    build_pool(url, model="synthetic", events=20, block_events=8)
+    build_pool(url, model="synthetic", events=24)
+    assert collect_garbage(url).removed == []  # the full block is younger than a day
+    done = collect_garbage(url, now=time.time() + 2 * 86400)
+    assert [r["path"] for r in done.removed] == ["streams/0000000000000000/2~4"]
+    pool = open_pool(url)
+    assert not [k for k, _ in pool.storage.walk() if "/2~4/" in k]
+    assert list(pool) == SYNTH.events([(0, i) for i in range(24)])
+    assert verify_pool(pool).ok and not verify_pool(pool).warnings

@@ -201,15 +201,20 @@ class S3Storage:
             raise self._error(exc, key, "read") from None
         return data
 
-    def size(self, key: str) -> int | None:
-        """Size of the object ``key`` (None if missing)."""
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata (HEAD), or None if it does not exist."""
         try:
-            head = self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
+            head: dict[str, Any] = self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
         except self._ClientError as exc:
             if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise self._error(exc, key, "read") from None
-        return int(head["ContentLength"])
+        return head
+
+    def size(self, key: str) -> int | None:
+        """Size of the object ``key`` (None if missing)."""
+        head = self._head(key)
+        return None if head is None else int(head["ContentLength"])
 
     def exists(self, key: str) -> bool:
         """Whether the object ``key`` exists, or any object under ``key/``."""
@@ -286,13 +291,8 @@ class S3Storage:
 
     def mtime(self, key: str) -> float | None:
         """When ``key`` was last written (seconds since the epoch), None if it is missing."""
-        try:
-            head = self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
-        except self._ClientError as exc:
-            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise self._error(exc, key, "read") from None
-        return float(head["LastModified"].timestamp())
+        head = self._head(key)
+        return None if head is None else float(head["LastModified"].timestamp())
 
     def prune(self, prefix: str) -> None:
         """Nothing to do: an object store has no directories."""
