@@ -1,5 +1,6 @@
 """The code blocks of README.md and docs/: every Python block runs, every ``bgcache`` command
-line of a shell block is parsed by the real command line (options, types, ranges).
+line of a shell block is parsed by the real command line (options, types, ranges), and the
+README's quick tour runs line by line (but for its GAN and cluster lines).
 
 Python blocks run in order, one namespace per file, in a fresh directory that holds what
 the docs name: ``demo.pt`` (an untrained convnet checkpoint), ``demo-pool`` (300 synthetic
@@ -179,3 +180,35 @@ def test_shell_command_lines_parse(monkeypatch: pytest.MonkeyPatch) -> None:
             checked += 1
     assert not problems, "\n".join(problems)
     assert checked >= 40, checked
+
+
+#: README tour lines that need torch for minutes or a Dask cluster: parsed above, not run.
+_NOT_RUN_HERE = ("checkpoint init", "-m convnet", "--scheduler")
+
+
+@pytest.mark.slow
+def test_readme_quick_tour_runs(tmp_path: Path) -> None:
+    """The README's tour, line by line, as a shell would run it, in a fresh directory (its
+    synthetic and pool lines; the GAN and cluster lines are parsed by the test above)."""
+    import subprocess
+    import sys
+
+    readme = next(b for b in SHELL if b.path.name == "README.md" and "A quick tour" in _heading(b))
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    ran = 0
+    for args in _commands(readme.code):
+        line = " ".join(args)
+        if any(part in f" {line}" for part in _NOT_RUN_HERE):
+            continue
+        argv = [sys.executable, "-m", "bgcache", *args]
+        run = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, f"bgcache {line}: {run.stderr[-2000:]}"
+        ran += 1
+    assert ran >= 10, ran
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+def _heading(block: Block) -> str:
+    """The Markdown heading above a block."""
+    lines = block.path.read_text().splitlines()[: block.line]
+    return next((ln for ln in reversed(lines) if ln.startswith("#")), "")
