@@ -1,7 +1,8 @@
 """Read a pool through the Python API in a process of its own (for
 ``tests/test_hostile_pools.py``, which measures its peak memory and time).
 
-Usage: ``python tests/fault_hostile.py POOL``: opens the pool, reads every block (noting the
+Usage: ``python tests/fault_hostile.py measure REPORT CMD...`` runs CMD and writes its peak
+memory to REPORT (see :func:`measure`); ``python tests/fault_hostile.py POOL`` opens the pool, reads every block (noting the
 damaged ones), describes it and draws every event with an overlay that skips damaged
 blocks. Exit 0 if all of it worked; exit 1 with one line ``ErrorClass: message`` on stderr
 if bgcache refused the pool with one of its errors (any other exception ends in a
@@ -38,5 +39,22 @@ def main(location: str) -> int:
     return 0
 
 
+def measure(report: str, argv: list[str]) -> int:
+    """Run ``argv`` as a child of this small process and write the child's peak resident
+    memory (kB, ``wait4``) to ``report``; exit with its exit code. A process forked from a
+    big one (pytest with torch loaded) inherits that one's high-water mark, so the test
+    measures through this process instead."""
+    import os
+    import subprocess
+
+    proc = subprocess.Popen(argv)
+    _, status, usage = os.wait4(proc.pid, 0)
+    with open(report, "w") as out:  # noqa: PTH123 (a plain file for the test to read)
+        out.write(str(usage.ru_maxrss))
+    return os.waitstatus_to_exitcode(status)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "measure":
+        raise SystemExit(measure(sys.argv[2], sys.argv[3:]))
     raise SystemExit(main(sys.argv[1]))
