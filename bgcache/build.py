@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -298,21 +299,7 @@ def build_pool(
             load_seconds=load_seconds,
             workers=workers,
         )
-        if first_index % B:
-            result.notes.append(
-                f"the range starts inside block {first_index // B}: building from index {first_index // B * B}"
-            )
-        tasks = plan_blocks(seed, first_index, events, B, shard_kn)
-        todo = [t for t in tasks if not _complete(target, t)]
-        result.blocks_total = len(tasks)
-        result.blocks_skipped = len(tasks) - len(todo)
-        result.events_skipped = sum(t.n_events for t in tasks) - sum(t.n_events for t in todo)
-        if not resume and result.blocks_skipped:
-            raise PoolExistsError(
-                f"pool '{storage.url}' already holds {result.blocks_skipped} complete blocks of this "
-                "range and --no-resume was given: drop --no-resume to complete only what is missing"
-            )
-        total = sum(t.n_events for t in tasks)
+        todo, total = plan_todo(target, result, seed, first_index, events, shard_kn, resume=resume)
         run = BuildRun(
             url=storage.absolute_url() if client is not None else storage.url,
             options=options,
@@ -323,30 +310,77 @@ def build_pool(
             done=0,
             total=total,
         )
-        run.tick(result.events_skipped)
-        if todo:
-            target.ensure_stream(seed)
-            try:
-                if client is not None:
-                    from bgcache.distributed import build_on_dask
 
-                    del gen
-                    build_on_dask(run, client)
-                elif workers == 1:
-                    _build_inline(run, target, gen)
-                else:
-                    del gen
-                    _build_workers(run, workers)
-            finally:
-                target.refresh_summary()
-        else:
-            target.refresh_summary()
-        result.pool_events = len(target)
+        def execute() -> None:
+            if client is not None:
+                from bgcache.distributed import build_on_dask
+
+                build_on_dask(run, client)
+            elif workers == 1:
+                build_inline(run, target, gen)
+            else:
+                _build_workers(run, workers)
+
+        if workers > 1 or client is not None:
+            del gen  # each worker loads its own
+        run_blocks(target, run, execute)
         result.seconds = time.perf_counter() - t_start
         return result
     finally:
         if client is not None:
             client.close()
+
+
+def plan_todo(
+    target: PoolWriter,
+    result: BuildResult,
+    seed: int,
+    first_index: int,
+    events: int,
+    shard: tuple[int, int] | None,
+    *,
+    resume: bool,
+) -> tuple[list[BlockTask], int]:
+    """The blocks of a range (of its shard) still to write, and the range's events in all.
+
+    Counts the planned and the skipped (already complete) blocks in ``result`` and notes a
+    range that starts inside a block.
+
+    Raises:
+        PoolExistsError: ``resume=False`` and some block of the range is complete.
+    """
+    B = target.layout.block_events
+    if first_index % B:
+        result.notes.append(
+            f"the range starts inside block {first_index // B}: building from index {first_index // B * B}"
+        )
+    tasks = plan_blocks(seed, first_index, events, B, shard)
+    todo = [t for t in tasks if not _complete(target, t)]
+    result.blocks_total = len(tasks)
+    result.blocks_skipped = len(tasks) - len(todo)
+    result.events_skipped = sum(t.n_events for t in tasks) - sum(t.n_events for t in todo)
+    if not resume and result.blocks_skipped:
+        raise PoolExistsError(
+            f"pool '{target.url}' already holds {result.blocks_skipped} complete blocks of this "
+            "range and --no-resume was given: drop --no-resume to complete only what is missing"
+        )
+    return todo, sum(t.n_events for t in tasks)
+
+
+def run_blocks(target: PoolWriter, run: BuildRun, execute: Callable[[], None]) -> None:
+    """Write ``run.todo`` with ``execute`` (an executor of the run), then rewrite the root
+    record's summary (also after a failure: complete blocks stay listed) and count the
+    pool's events in the result."""
+    run.tick(run.result.events_skipped)
+    if run.todo:
+        target.ensure_stream(run.todo[0].seed)
+        try:
+            execute()
+        finally:
+            target.refresh_summary()
+    else:
+        target.refresh_summary()
+    run.result.pool_events = len(target)
 
 
 def _complete(pool: Pool, task: BlockTask) -> bool:
@@ -357,8 +391,11 @@ def _complete(pool: Pool, task: BlockTask) -> bool:
 _STOP = object()
 
 
-def _build_inline(run: BuildRun, pool: PoolWriter, gen: Any) -> None:
-    """Generate in this thread, compress and write in a writer thread (one block queued)."""
+def build_inline(run: BuildRun, pool: PoolWriter, gen: Any) -> None:
+    """Generate in this thread, compress and write in a writer thread (one block queued).
+
+    ``gen`` is anything with ``events(keys)``: a generator, or the importer's reader.
+    """
     blocks: queue.Queue[Any] = queue.Queue(maxsize=1)
     failure: list[BaseException] = []
     result = run.result
@@ -480,4 +517,6 @@ __all__ = [
     "load_generator",
     "parse_shard",
     "plan_blocks",
+    "plan_todo",
+    "run_blocks",
 ]

@@ -101,6 +101,11 @@ class PoolObjectError(BgcacheError, OSError):
     device, a named pipe), cannot be read (permissions), or is larger than its kind allows."""
 
 
+class ImportSourceError(BgcacheError, ValueError):
+    """A background overlay ROOT file cannot be imported (names the file, the entry and
+    what to do)."""
+
+
 class CorruptBlockError(BgcacheError, ValueError):
     """Stored bytes of a block are damaged (checksum, length, frame or content)."""
 

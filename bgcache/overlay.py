@@ -398,6 +398,12 @@ class PoolOverlay:
     # -- fallback ------------------------------------------------------------------------
     def _locate_fallback(self, checkpoint: str | os.PathLike[str] | None) -> Path | None:
         """Find and check the fallback's checkpoint now (sha256 against the pool)."""
+        if self.pool.imported:
+            raise UsageError(
+                f"pool '{self.pool.url}' holds imported background events, which no generator "
+                "can make more of: choose on_exhausted='reuse' (wrap around, counted, as "
+                "BGOverlayInput does) or on_exhausted='error'"
+            )
         spec = get_spec(self.pool.model)
         if not spec.needs_checkpoint:
             return None

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bgcache import build_pool, open_pool
+from bgcache import build_pool, load_model, open_pool
 from bgcache.adapters import _digits
 from bgcache.adapters import basf2 as adapter
 from bgcache.errors import EventError, MissingDependencyError, PoolMismatchError, UsageError
@@ -455,6 +455,32 @@ def test_model_must_match_the_pool(standin: SimpleNamespace, pool: Path) -> None
     standin.basf2.reset()
     module, rec = run(standin, 1, pool=pool, model="synthetic", seed=1)
     assert_same(rec.events, expected(pool, 1, seed=1))
+
+
+def test_an_imported_pool_fills_its_digits(standin: SimpleNamespace, tmp_path: Path) -> None:
+    """A pool made by ``bgcache import`` from a ROOT file (written by real ROOT) fills the
+    collection with the file's digits; it cannot generate, so the default is refused."""
+    pytest.importorskip("uproot", reason="bgcache import needs uproot")
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        import root_files
+    finally:
+        sys.path.remove(str(Path(__file__).parent))
+    from bgcache.importer import import_pool
+
+    events = load_model("synthetic").events([(4, i) for i in range(3)])
+    bg = root_files.write_overlay_file(
+        tmp_path / "bg.root", [root_files.event_digits(e) for e in events]
+    )
+    import_pool(tmp_path / "imported", [bg])
+    with pytest.raises(UsageError, match="no generator can make more of"):
+        run(standin, 1, pool=tmp_path / "imported")
+    standin.basf2.reset()
+    module, rec = run(standin, 4, pool=tmp_path / "imported", seed=2, on_exhausted="reuse")
+    want = expected(tmp_path / "imported", 4, seed=2, on_exhausted="reuse")
+    assert_same(rec.events, want)
+    assert (module.stats.from_pool, module.stats.reused) == (3, 1)
+    assert {digits_of(e).tobytes() for e in events} == {w.tobytes() for w in want}
 
 
 def test_globaltag_without_checkpoint_warns(standin: SimpleNamespace, pool: Path) -> None:

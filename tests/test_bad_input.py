@@ -412,6 +412,45 @@ case("gc", "--grace", "gc {pool} --grace", 2, "requires an argument", id="missin
 case("gc", "--dry-run", "gc {pool} --dry-run=1", 2, "does not take a value", id="value")
 case("verify", "--quiet", "verify {pool} --quiet=1", 2, "does not take a value", id="value")
 
+# -- bgcache import --------------------------------------------------------------------------
+IM = "import"
+TXT = {"a.root": "run,event\n"}  # a file named like a ROOT file that is not one
+case(IM, "POOL", "import", 2, "Missing argument 'POOL'", id="missing")
+case(IM, "POOL", ["import", "", "{tmp}/a.root"], 2, "pool location is empty", id="empty",
+     files=TXT)  # fmt: skip
+case(IM, "POOL", "import {file} {tmp}/a.root", 1, "is a file", id="a-file", files=TXT,
+     needs="uproot")  # fmt: skip
+case(IM, "POOL", "import {pool} {tmp}/a.root", 1, "holds generated synthetic events",
+     "import into a new pool", id="gan-pool", files=TXT, needs="uproot")  # fmt: skip
+case(IM, "POOL", "import {nonempty} {tmp}/a.root", 1, "not a pool", id="foreign-dir", files=TXT,
+     needs="uproot")  # fmt: skip
+case(IM, "FILE...", "import {tmp}/p", 2, "Missing argument 'FILE...'", id="missing")
+case(IM, "FILE...", "import {tmp}/p {tmp}/nope.root", 2, "nope.root' does not exist", id="none")
+case(IM, "FILE...", "import {tmp}/p {dir}", 2, "holds no *.root files", id="empty-dir")
+case(IM, "FILE...", "import {tmp}/p {tmp}/a.root {tmp}/a.root", 2, "is given twice", id="twice",
+     files=TXT)  # fmt: skip
+case(IM, "FILE...", "import {tmp}/p /dev/null", 2, "is not a regular file", id="device")
+case(IM, "FILE...", "import {tmp}/p {tmp}/a.root", 1, "a.root' is not a ROOT file", id="text",
+     files=TXT, needs="uproot")  # fmt: skip
+case(IM, "FILE...", "import {tmp}/p {tmp}/b.root", 1, "b.root' cannot be read as a ROOT file",
+     "truncated or damaged", id="truncated", files={"b.root": b"root" + bytes(60)},
+     needs="uproot")  # fmt: skip
+case(IM, "--seed", "import {tmp}/p {tmp}/a.root --seed x", 2, "'--seed'", "integer", id="not-int",
+     files=TXT)  # fmt: skip
+case(IM, "--seed", f"import {{tmp}}/p {{tmp}}/a.root --seed {BIG}", 2, "out of range", id="big",
+     files=TXT)  # fmt: skip
+case(IM, "--block-events", "import {tmp}/p {tmp}/a.root --block-events 0", 2, "'--block-events'",
+     id="0", files=TXT)  # fmt: skip
+case(IM, "--block-events", "import {tmp}/p {tmp}/a.root --block-events 65537", 2, "65536",
+     id="big", files=TXT)  # fmt: skip
+case(IM, "--shard", "import {tmp}/p {tmp}/a.root --shard 2/2", 2, "K must be in 0..1", id="range",
+     files=TXT)  # fmt: skip
+case(IM, "--shard", "import {tmp}/p {tmp}/a.root --shard half", 2, "K/N", id="form", files=TXT)
+case(IM, "--json", "import {tmp}/p {tmp}/a.root --json=1", 2, "does not take a value", id="value",
+     files=TXT)  # fmt: skip
+case(IM, "--quiet", "import {tmp}/p {tmp}/a.root --quiet=1", 2, "does not take a value",
+     id="value", files=TXT)  # fmt: skip
+
 # -- bgcache plan ----------------------------------------------------------------------------
 P = "plan"
 case(P, "--jobs", "plan {pool} -n 3", 2, "Missing option '--jobs'", id="missing")

@@ -33,6 +33,7 @@ from bgcache.cli import (
     checkpoint_cmd,
     gc_cmd,
     generate_cmd,
+    import_cmd,
     inspect_cmd,
     models_cmd,
     plan_cmd,
@@ -196,6 +197,7 @@ app.command("build")(build_cmd.build)
 app.command("inspect")(inspect_cmd.inspect_pool)
 app.command("verify")(verify_cmd.verify)
 app.command("gc")(gc_cmd.gc)
+app.command("import")(import_cmd.import_files)
 app.command("plan")(plan_cmd.plan)
 app.command("models")(models_cmd.models)
 app.command("generate")(generate_cmd.generate)

@@ -133,6 +133,16 @@ def _warning(info: dict[str, Any]) -> str | None:
     return None
 
 
+def _count(value: object) -> str:
+    """A count from a pool's record (untrusted: anything else shows as ``?``)."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return f"{value:,}" if ok else "?"
+
+
+#: Source files of an imported pool listed by name (``--json`` has them all).
+_FILES_SHOWN = 5
+
+
 def _print_description(info: dict[str, Any]) -> None:
     from rich.markup import escape
 
@@ -151,7 +161,25 @@ def _print_description(info: dict[str, Any]) -> None:
         for k in ("architecture", "precision", "device_type", "optimize")
         if k in content
     )
-    out.print(f"model      {info['model']} ({options})")
+    if info["imported"]:
+        files = content.get("files")
+        files = files if isinstance(files, list) else []
+        out.print(
+            f"model      imported from {len(files)} {escape(str(content.get('source', 'ROOT files')))} "
+            f"(tree {escape(str(content.get('tree')))}, branch {escape(str(content.get('branch')))}, {_count(content.get('events'))} entries)"
+        )
+        for f in files[:_FILES_SHOWN]:
+            if isinstance(f, dict):
+                out.print(
+                    f"source     {escape(str(f.get('name')))}: {_count(f.get('entries'))} entries, "
+                    f"sha256 {str(f.get('sha256'))[:16]}..."
+                )
+        if len(files) > _FILES_SHOWN:
+            out.print(
+                f"source     ... and {len(files) - _FILES_SHOWN} more files (--json lists them)"
+            )
+    else:
+        out.print(f"model      {info['model']} ({options})")
     if info["checkpoint_sha256"]:
         hint = (
             f" (was {escape(info['checkpoint_path_hint'])})" if info["checkpoint_path_hint"] else ""

@@ -55,6 +55,7 @@ from bgcache.store.format import (
     marker_key,
 )
 from bgcache.store.records import (
+    IMPORTED_MODEL,
     MAX_DOCUMENT_BYTES,
     parse_block_marker,
     read_root_record,
@@ -107,6 +108,11 @@ class Pool:
     def model(self) -> str:
         """Name of the generator that made the events."""
         return str(self.record["content"]["model"])
+
+    @property
+    def imported(self) -> bool:
+        """True if the events were imported from ROOT files (``bgcache import``), not generated."""
+        return bool(self.record["content"].get("model") == IMPORTED_MODEL)
 
     @property
     def untrained(self) -> bool:
@@ -478,6 +484,7 @@ class Pool:
             "format_version": self.record["format_version"],
             "model": self.model,
             "untrained": self.untrained,
+            "imported": self.imported,
             "physics_model": self.physics_model,
             "note": content.get("note"),
             "checkpoint_sha256": content.get("checkpoint_sha256"),

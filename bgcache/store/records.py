@@ -43,6 +43,10 @@ CONTENT_KEYS = (
     "batch_events",  # GAN models on a CUDA device only: events per forward pass
 )
 
+#: The content record's ``model`` of a pool of imported events (``bgcache import``): real
+#: background from ROOT files, which no generator can make more of.
+IMPORTED_MODEL = "imported"
+
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

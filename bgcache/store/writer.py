@@ -44,6 +44,7 @@ from bgcache.store.format import (
 )
 from bgcache.store.pool import Pool, open_storage
 from bgcache.store.records import (
+    IMPORTED_MODEL,
     content_differences,
     json_bytes,
     node_document,
@@ -192,6 +193,11 @@ def check_build_location(storage: Storage, model: str | None = None) -> dict[str
     if storage.read(ZARR_JSON) is not None:
         record = read_root_record(storage)
         held = record["content"].get("model")
+        if model is not None and held == IMPORTED_MODEL:
+            raise PoolMismatchError(
+                f"pool '{storage.url}' holds imported background events (bgcache import), "
+                f"this build would add generated {model} events: build into another pool"
+            )
         if model is not None and held != model:
             raise PoolMismatchError(
                 f"pool '{storage.url}' holds {held} events, this build would make {model} "

@@ -1,0 +1,343 @@
+"""``bgcache import``: pools from background overlay ROOT files written by real ROOT.
+
+The files are written by ROOT (the ``root`` wheel of the test extra) with the cling replica
+of ``Belle2::PXDDigit`` (``tests/root_files.py``, a stand-in for basf2's class, named as
+such) and read by bgcache through uproot, as on a machine without ROOT. The events written
+are full-size synthetic events (~69,000 digits each), their digits shuffled within each
+entry; the pool must hold them hit for hit, sorted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("uproot", reason="bgcache import needs uproot: pip install 'bgcache[uproot]'")
+pytest.importorskip("ROOT", reason="writing the test files needs ROOT: pip install root")
+sys.path.insert(0, str(Path(__file__).parent))
+import root_files
+
+from bgcache import load_model, open_pool
+from bgcache.build import build_pool
+from bgcache.errors import ImportSourceError, PoolMismatchError, UsageError
+from bgcache.hits import SparseEvent
+from bgcache.importer import import_pool
+from bgcache.overlay import PoolOverlay
+from bgcache.store.verify import verify_pool
+
+Invoke = Callable[..., Any]
+
+write_overlay_file = root_files.write_overlay_file
+event_digits = root_files.event_digits
+COMPRESSIONS = root_files.COMPRESSIONS
+
+
+def synthetic_events(n: int, seed: int = 5) -> list[SparseEvent]:
+    """``n`` full-size events; every third is empty (an entry without PXD digits)."""
+    events = load_model("synthetic").events([(seed, i) for i in range(n)])
+    return [SparseEvent.empty() if i % 3 == 1 else e for i, e in enumerate(events)]
+
+
+def assert_pool_holds(pool: Path, events: list[SparseEvent], seed: int = 0) -> None:
+    reader = open_pool(pool)
+    assert len(reader) == len(events)
+    for i, want in enumerate(events):
+        got = reader.event_by_key(seed, i)
+        assert got == want, f"event {i}: {got.n_hits} hits, the file's entry has {want.n_hits}"
+
+
+@pytest.fixture(scope="module")
+def events() -> list[SparseEvent]:
+    return synthetic_events(7)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, events: list[SparseEvent]) -> list[Path]:
+    """Three overlay files of 3, 0 and 4 entries (a run without events in the middle)."""
+    base = tmp_path_factory.mktemp("overlay")
+    parts = [events[:3], [], events[3:]]
+    return [
+        write_overlay_file(base / f"run{i}.root", [event_digits(e, shuffle=i) for e in part])
+        for i, part in enumerate(parts)
+    ]
+
+
+def test_an_import_holds_every_digit_sorted(
+    tmp_path: Path, files: list[Path], events: list[SparseEvent], cli: Invoke
+) -> None:
+    result = cli("import", str(tmp_path / "p"), *map(str, files), "--block-events", "3", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["events_written"], summary["blocks_written"], summary["model"]) == (
+        7,
+        3,
+        "imported",
+    )
+    assert_pool_holds(tmp_path / "p", events)
+    assert verify_pool(tmp_path / "p").ok
+    pool = open_pool(tmp_path / "p")
+    assert pool.imported and pool.physics_model
+    content = pool.content
+    assert content["events"] == 7 and content["seed"] == 0
+    assert [(f["name"], f["entries"]) for f in content["files"]] == [
+        ("run0.root", 3),
+        ("run1.root", 0),
+        ("run2.root", 4),
+    ]
+    import hashlib
+
+    assert content["files"][2]["sha256"] == hashlib.sha256(files[2].read_bytes()).hexdigest()
+    shown = cli("inspect", str(tmp_path / "p"))
+    assert shown.exit_code == 0, shown.stderr
+    assert "imported from 3 BGOverlayInput ROOT files" in shown.stdout
+    assert "run2.root: 4 entries" in shown.stdout
+
+
+@pytest.mark.parametrize("compression", sorted(COMPRESSIONS))
+@pytest.mark.parametrize("split", [99, 1])
+def test_every_compression_and_split_level(
+    tmp_path: Path, events: list[SparseEvent], compression: str, split: int
+) -> None:
+    path = write_overlay_file(
+        tmp_path / "bg.root",
+        [event_digits(e) for e in events[:3]],
+        split=split,
+        compression=COMPRESSIONS[compression],
+    )
+    import_pool(tmp_path / "p", [path], seed=-4)
+    assert_pool_holds(tmp_path / "p", events[:3], seed=-4)
+
+
+def test_a_directory_stands_for_its_root_files_sorted(
+    tmp_path: Path, files: list[Path], events: list[SparseEvent]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for f in reversed(files):
+        shutil.copy(f, folder / f.name)
+    (folder / "notes.txt").write_text("not a ROOT file, not *.root")
+    import_pool(tmp_path / "p", [folder], block_events=4)
+    assert_pool_holds(tmp_path / "p", events)
+
+
+def test_shards_and_a_resume_write_the_same_bytes(
+    tmp_path: Path, files: list[Path], cli: Invoke, pool_files: Any
+) -> None:
+    whole = tmp_path / "whole"
+    import_pool(whole, files, block_events=2)
+    sharded = tmp_path / "sharded"
+    for k in (2, 0, 1):
+        r = cli(
+            "import",
+            str(sharded),
+            *map(str, files),
+            "--block-events",
+            "2",
+            "--shard",
+            f"{k}/3",
+            "-q",
+        )
+        assert r.exit_code == 0, r.stderr
+    assert pool_files(sharded) == pool_files(whole)
+    again = cli("import", str(sharded), *map(str, files), "--json")
+    assert json.loads(again.stdout)["blocks_skipped"] == 4
+    assert pool_files(sharded) == pool_files(whole)
+
+
+def test_moved_files_resume_other_files_are_refused(
+    tmp_path: Path, files: list[Path], events: list[SparseEvent], cli: Invoke
+) -> None:
+    pool = tmp_path / "p"
+    import_pool(pool, files[:2])
+    moved = tmp_path / "moved.root"
+    shutil.copy(files[1], moved)
+    assert import_pool(pool, [files[0], moved]).blocks_skipped == 1  # same bytes, other name
+    for argv, match in [
+        ([files[0], files[2]], "file 2 .'run2.root'. is not the pool's file 2"),
+        (files, "the pool holds 2 files, this import gives 3"),
+        ([files[1], files[0]], "file 1 .'run1.root'. is not the pool's file 1"),
+    ]:
+        r = cli("import", str(pool), *map(str, argv))
+        assert r.exit_code == 1
+        assert "holds an import of other files" in r.stderr and len(r.stderr.splitlines()) == 1
+        assert __import__("re").search(match, r.stderr), r.stderr
+    r = cli("import", str(pool), *map(str, files[:2]), "--seed", "3")
+    assert r.exit_code == 1 and "under seed 0, not 3: use --seed 0" in r.stderr
+    r = cli("build", str(pool), "-m", "synthetic", "-n", "4")
+    assert r.exit_code == 1 and "holds imported background events" in r.stderr
+    build_pool(tmp_path / "gan", model="synthetic", events=2)
+    with pytest.raises(PoolMismatchError, match="holds generated synthetic events"):
+        import_pool(tmp_path / "gan", files)
+    assert_pool_holds(pool, events[:3])
+
+
+def test_the_overlay_draws_imported_events_and_never_generates(
+    tmp_path: Path, files: list[Path], events: list[SparseEvent]
+) -> None:
+    pool = tmp_path / "p"
+    import_pool(pool, files)
+    with pytest.raises(
+        UsageError, match="no generator can make more of: choose on_exhausted='reuse'"
+    ):
+        PoolOverlay(pool)
+    with PoolOverlay(pool, seed=1, njobs=2, job=1, on_exhausted="reuse") as overlay:
+        drawn = [(overlay.next_event(), overlay.last) for _ in range(5)]
+    assert overlay.stats.from_pool == 4 and overlay.stats.reused == 1  # the share: 3..6
+    for event, (_, key) in drawn:
+        assert event == events[key.index]
+
+
+# -- what is refused --------------------------------------------------------------------------
+
+
+def _one_event(**change: Any) -> list[root_files.Digits]:
+    """One entry of three digits on sensor 1.1.1, with one field of digit 1 changed."""
+    vxd, u, v, q = [8480, 8480, 8480], [0, 5, 7], [1, 2, 3], [10, 20, 30]
+    columns = {"vxd": vxd, "u": u, "v": v, "q": q}
+    for name, value in change.items():
+        columns[name][1] = value
+    good = ([8480], [1], [1], [9])
+    return [good, (columns["vxd"], columns["u"], columns["v"], columns["q"])]
+
+
+BAD_DIGITS = {
+    "vxd-unknown": (
+        _one_event(vxd=8480 + 8 * 256),
+        "entry 1: digit 1 has VxdID 10528 (layer 1, ladder 9, sensor 1, segment 0), no PXD sensor",
+    ),
+    "vxd-segment": (
+        _one_event(vxd=8481),
+        "VxdID 8481 (layer 1, ladder 1, sensor 1, segment 1), no PXD sensor",
+    ),
+    "u-out": (
+        _one_event(u=250),
+        "entry 1: digit 1 is on pixel (u 250, v 2), outside the 250 x 768 grid",
+    ),
+    "v-out": (_one_event(v=768), "is on pixel (u 5, v 768), outside the 250 x 768 grid"),
+    "charge-0": (_one_event(q=0), "entry 1: digit 1 has charge 0: a fired pixel"),
+    "charge-256": (_one_event(q=256), "has charge 256 ADU, above the 255 a pool stores"),
+    "duplicate": (_one_event(u=0, v=1), "is a second digit on pixel (sensor 1.1.1, u 0, v 1)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DIGITS))
+def test_bad_digits_are_refused_naming_file_and_entry(
+    tmp_path: Path, cli: Invoke, case: str
+) -> None:
+    entries, message = BAD_DIGITS[case]
+    good = write_overlay_file(tmp_path / "good.root", [([8480], [3], [4], [5])] * 2)
+    bad = write_overlay_file(tmp_path / "bad.root", entries)
+    pool = tmp_path / "p"
+    r = cli("import", str(pool), str(good), str(bad), "--block-events", "2", "-q")
+    assert r.exit_code == 1, r.stdout
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bgcache: error: "), r.stderr
+    assert f"'{bad}' {message}" in lines[0] if "entry 1" in message else message in lines[0]
+    assert "Traceback" not in r.stderr
+    # the block before the bad entry is complete; the refused block left nothing
+    reader = open_pool(pool)
+    assert len(reader) == 2 and verify_pool(pool).ok
+    assert not list(pool.rglob("*.partial"))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+BAD_FILES = {
+    "not-root": ("text", "is not a ROOT file (it does not start with 'root')"),
+    "truncated": ("truncate", "cannot be read as a ROOT file"),
+    "no-branch": ({"branch": "SVDShaperDigits"}, "has no branch 'PXDDigits' in tree 'tree'"),
+    "no-tree": ({"tree_name": "persistent"}, "has no TTree 'tree': it is not a basf2 output file"),
+    "mixing": ({"extra_branch": "BackgroundMetaData"}, "is a BG mixing sample"),
+    "unsplit": ({"split": 0}, "is stored unsplit (splitLevel 0)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_files_are_refused_before_anything_is_written(
+    tmp_path: Path, cli: Invoke, case: str
+) -> None:
+    how, message = BAD_FILES[case]
+    path = tmp_path / "bad.root"
+    if how == "text":
+        path.write_text("run,event\n1,2\n")
+    else:
+        write_overlay_file(
+            path, [([8480], [1], [2], [3])] * 50, **(how if isinstance(how, dict) else {})
+        )
+        if how == "truncate":
+            _truncate(path)
+    r = cli("import", str(tmp_path / "p"), str(path))
+    assert r.exit_code == 1
+    assert len(r.stderr.splitlines()) == 1 and message in r.stderr, r.stderr
+    assert str(path) in r.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_paths_are_checked_first(tmp_path: Path, cli: Invoke, files: list[Path]) -> None:
+    (tmp_path / "empty").mkdir()
+    for argv, match in [
+        ([str(tmp_path / "nope.root")], "does not exist"),
+        ([str(tmp_path / "empty")], "holds no *.root files"),
+        ([str(files[0]), str(files[0])], "is given twice"),
+    ]:
+        r = cli("import", str(tmp_path / "p"), *argv)
+        assert r.exit_code == 2 and match in r.stderr, r.stderr
+    with pytest.raises(ImportSourceError, match="hold no entries"):
+        import_pool(tmp_path / "p", [files[1]])
+    assert not (tmp_path / "p").exists()
+
+
+# -- kill -9 and resume -----------------------------------------------------------------------
+
+
+def test_kill_9_during_an_import_and_resume_byte_identical(tmp_path: Path, pool_files: Any) -> None:
+    events = synthetic_events(24, seed=9)
+    path = write_overlay_file(tmp_path / "bg.root", [event_digits(e) for e in events])
+    ref = tmp_path / "ref"
+    import_pool(ref, [path], block_events=2)
+    argv = [
+        sys.executable,
+        "-m",
+        "bgcache",
+        "import",
+        str(tmp_path / "p"),
+        str(path),
+        "--block-events",
+        "2",
+        "-q",
+    ]
+    kills = 0
+    for attempt in range(6):
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        markers: list[Path] = []
+        while proc.poll() is None and time.monotonic() < deadline:
+            markers = list((tmp_path / "p").glob("streams/*/*/zarr.json"))
+            if len(markers) > 2 * attempt + 1:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        if proc.wait(timeout=60) == -signal.SIGKILL:
+            kills += 1
+            reader = open_pool(tmp_path / "p")  # what survived reads as complete blocks
+            for info, held in reader.blocks():
+                assert held == events[info.first_index : info.first_index + info.n_events]
+    print(f"{kills} kills in 6 imports")
+    assert kills >= 1, "every import finished before it was killed"
+    subprocess.run(argv, check=True, timeout=120, env={**os.environ})
+    assert pool_files(tmp_path / "p") == pool_files(ref)
+    assert_pool_holds(tmp_path / "p", events)
+    assert verify_pool(tmp_path / "p").ok
