@@ -1,6 +1,7 @@
-"""Figures of a pool: occupancy and charge spectrum against the reference, event hitmaps.
+"""Figures of a pool: occupancy and charge spectrum against the reference, event hitmaps,
+and a pool against a reference pool.
 
-This module owns the plots bgcache draws (:func:`plot_pool`). It sits on top of
+This module owns the plots bgcache draws (:func:`plot_pool`, :func:`plot_comparison`). It sits on top of
 :mod:`bgcache.stats` (the figures it shows) and needs the optional ``plot`` extra:
 matplotlib is imported inside the functions, and only its object-oriented API with the
 Agg canvas is used, so global pyplot state is never touched and no display is needed.
@@ -106,7 +107,6 @@ def plot_pool(
         bgcache.errors.UsageError: cannot plot to 'pool.jpg': the file name must end in .png, .pdf or .svg
     """
     out = check_plot_path(path)
-    suffix = out.suffix.lower()
     mpl = _matplotlib()
     comparison = compare_with_reference(stats, reference)
     height = 10.0 if event is not None else 5.5
@@ -137,16 +137,21 @@ def plot_pool(
     if event is not None:
         lower = fig.add_gridspec(1, 1, left=0.06, right=0.93, top=split - 0.08, bottom=0.04)
         _draw_hitmap(fig, lower[0, 0], event, event_label, mpl)
+    _save(fig, out, dpi)
+    return out
+
+
+def _save(fig: Any, out: Path, dpi: int) -> None:
+    """Write the figure atomically (a temporary file renamed over ``out``)."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, format=suffix[1:], dpi=dpi)
+        fig.savefig(tmp, format=out.suffix.lower()[1:], dpi=dpi)
         tmp.replace(out)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         reason = exc.strerror or str(exc)
         raise OutputError(f"cannot write plot to {str(out)!r}: {reason}") from exc
-    return out
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> Path:
@@ -325,3 +330,176 @@ def _draw_hitmap(
 
 
 __all__ = ["HITMAP_POOLING", "PLOT_SUFFIXES", "plot_pool"]
+
+
+#: Panels of :func:`plot_comparison` after the occupancy: (distribution, log scale).
+_COMPARED = (
+    ("hits_per_event", False),
+    ("clusters_per_event", False),
+    ("charge", True),
+    ("cluster_size", True),
+    ("cluster_charge", True),
+    ("cluster_extent_u", True),
+    ("cluster_extent_v", True),
+)
+
+
+def plot_comparison(
+    path: str | os.PathLike[str], report: Mapping[str, Any], *, dpi: int = 110
+) -> Path:
+    """One figure of a :func:`bgcache.compare.compare_pools` report, pool against reference.
+
+    Panels: (a) occupancy per sensor with error bars, and the ratio below it; (b)-(h) hits
+    and clusters per event, pixel charge, cluster size, charge and extent in u and v (step
+    histograms, normalised; log scale where counts span decades; the last bin of a
+    cluster panel also counts what is above it), each with its KS and W1 distance; (i)
+    the correlation of sensor occupancies (pool above the diagonal, reference below) and
+    (j) ``|delta rho|``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        UsageError: a bad path. MissingDependencyError: no matplotlib. OutputError: the
+            file cannot be written.
+    """
+    out = check_plot_path(path)
+    mpl = _matplotlib()
+    fig = mpl["Figure"](figsize=(18.0, 16.0), dpi=dpi)
+    mpl["FigureCanvasAgg"](fig)
+    pool, ref = report["pool"], report["reference"]
+
+    def label(side: Mapping[str, Any]) -> str:
+        kind = "imported" if side.get("imported") else side.get("model")
+        return f"{Path(str(side.get('url'))).name} ({kind})"
+
+    fig.suptitle(
+        f"PXD beam background: {label(pool)} against {label(ref)}, "
+        f"{pool['sampled']:,} and {ref['sampled']:,} events",
+        fontsize=15,
+        fontweight="bold",
+        y=0.985,
+    )
+    grid = fig.add_gridspec(
+        4, 3, left=0.05, right=0.97, top=0.94, bottom=0.04, hspace=0.42, wspace=0.25
+    )
+    occupancy = grid[0, :].subgridspec(2, 1, height_ratios=(3, 1), hspace=0.05)
+    _draw_occupancy_pair(
+        fig.add_subplot(occupancy[0]),
+        fig.add_subplot(occupancy[1]),
+        report,
+        label(pool),
+        label(ref),
+    )
+    cells = [grid[r, c] for r in (1, 2) for c in range(3)] + [grid[3, 0]]
+    for n, ((name, log), cell) in enumerate(zip(_COMPARED, cells, strict=True)):
+        _draw_distribution(fig.add_subplot(cell), report["distributions"][name], log, "bcdefgh"[n])
+    _draw_correlation(fig, grid[3, 1], grid[3, 2], report["correlation"], mpl)
+    _save(fig, out, dpi)
+    return out
+
+
+def _draw_occupancy_pair(
+    ax: Any, ratio_ax: Any, report: Mapping[str, Any], pool_label: str, ref_label: str
+) -> None:
+    sensors = report["occupancy"]["sensors"]
+    x = np.arange(N_SENSORS)
+
+    def get(key: str) -> np.ndarray:
+        return np.array([np.nan if s[key] is None else s[key] for s in sensors], dtype=np.float64)
+
+    ax.errorbar(x - 0.12, 100 * get("reference"), yerr=100 * get("reference_error"), fmt="s", ms=4,
+                color=_REF_COLOUR, label=ref_label, capsize=2)  # fmt: skip
+    ax.errorbar(x + 0.12, 100 * get("pool"), yerr=100 * get("pool_error"), fmt="o", ms=4,
+                color=_POOL_COLOUR, label=pool_label, capsize=2)  # fmt: skip
+    boundary = LAYER_SENSORS[2].start - 0.5
+    for a in (ax, ratio_ax):
+        a.axvline(boundary, color="0.4", ls="--", lw=1)
+        a.set_xlim(-0.7, N_SENSORS - 0.3)
+        a.set_xticks(range(0, N_SENSORS, 2))
+        a.grid(alpha=0.3)
+    ax.set_ylim(0, None)
+    ax.set_ylabel("occupancy [%]")
+    ax.tick_params(labelbottom=False)
+    ax.set_title(
+        "(a) occupancy per sensor (mean over events ± standard error)", loc="left", fontsize=12
+    )
+    for layer in report["occupancy"]["layers"]:
+        centre = (layer["first_sensor"] + layer["last_sensor"]) / 2
+        r = layer["ratio"]
+        text = f"layer {layer['layer']}: pool / reference = " + (
+            "-" if r is None else f"{r:.3f} ± {layer['ratio_error']:.3f}"
+        )
+        ax.text(centre, 0.04, text, transform=ax.get_xaxis_transform(), ha="center", fontsize=10)
+    ax.legend(loc="upper right", fontsize=9.5)
+    ratio_ax.errorbar(x, get("ratio"), yerr=get("ratio_error"), fmt="o", ms=3, color="k", capsize=2)
+    ratio_ax.axhline(1.0, color=_REF_COLOUR, lw=1)
+    ratio_ax.set_ylabel("pool / ref")
+    ratio_ax.set_xlabel("sensor index (layer 1: 0-15, layer 2: 16-39)")
+
+
+def _draw_distribution(ax: Any, d: Mapping[str, Any], log: bool, letter: str) -> None:
+    edges = np.asarray(d["bin_edges"], dtype=np.float64)
+    pool = np.asarray(d["pool_histogram"], dtype=np.float64)
+    ref = np.asarray(d["reference_histogram"], dtype=np.float64)
+    if log:  # integer bins: drop the empty tail so the panel shows the data
+        filled = np.flatnonzero((pool > 0) | (ref > 0))
+        stop = int(filled[-1]) + 2 if filled.size else 2
+        edges, pool, ref = edges[:stop], pool[: stop - 1], ref[: stop - 1]
+        pool = np.where(pool > 0, pool, np.nan)
+        ref = np.where(ref > 0, ref, np.nan)
+    ax.stairs(
+        ref, edges, color=_REF_COLOUR, lw=1.8, label=f"reference (mean {d['reference_mean']:.4g})"
+    )
+    ax.stairs(pool, edges, color=_POOL_COLOUR, lw=1.2, label=f"pool (mean {d['pool_mean']:.4g})")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(
+        f"{d['label']} [{d['unit']}]" + (" (last bin: overflow)" if d["overflow"] else "")
+    )
+    ax.set_ylabel("fraction per bin")
+    ax.set_title(f"({letter}) {d['label']}", loc="left", fontsize=12)
+    ax.grid(alpha=0.3)
+    ks, w1 = d["ks"], d["wasserstein_1"]
+    text = "no entries" if ks is None else f"KS = {ks:.4f}\nW1 = {_number(w1)} {d['unit']}"
+    ax.text(0.97, 0.62, text, transform=ax.transAxes, ha="right", va="top", fontsize=9.5,
+            bbox={"facecolor": "white", "edgecolor": "0.7", "alpha": 0.9})  # fmt: skip
+    ax.legend(loc="upper right", fontsize=9)
+
+
+def _number(x: float) -> str:
+    """A figure for a legend: thousands separated, else four significant digits."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
+def _draw_correlation(
+    fig: Any, left: Any, right: Any, c: Mapping[str, Any], mpl: dict[str, Any]
+) -> None:
+    def matrix(key: str) -> np.ndarray:
+        return np.array(
+            [[np.nan if x is None else x for x in row] for row in c[key]], dtype=np.float64
+        )
+
+    pool, ref = matrix("pool"), matrix("reference")
+    both = np.where(np.triu(np.ones_like(pool, dtype=bool), 1), pool, ref)
+    np.fill_diagonal(both, np.nan)
+    ax = fig.add_subplot(left)
+    image = ax.imshow(both, cmap="RdBu_r", vmin=-1, vmax=1, origin="lower")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="rho")
+    ax.set_title("(i) occupancy correlation: pool above, reference below", loc="left", fontsize=11)
+    delta = np.abs(pool - ref)
+    np.fill_diagonal(delta, np.nan)
+    ax2 = fig.add_subplot(right)
+    image2 = ax2.imshow(delta, cmap="viridis", vmin=0, origin="lower")
+    fig.colorbar(image2, ax=ax2, fraction=0.046, pad=0.03, label="|delta rho|")
+    top = c["max_abs_delta"]
+    where = "" if top is None else f": max {top:.3f} ({' x '.join(c['max_abs_delta_sensors'])})"
+    noise = c["mean_abs_delta_from_sampling"]
+    if noise is not None:
+        where += f", mean {c['mean_abs_delta']:.3f} (sampling alone: {noise:.3f})"
+    ax2.set_title(f"(j) |delta rho|{where}", loc="left", fontsize=11)
+    for a in (ax, ax2):
+        a.axvline(LAYER_SENSORS[2].start - 0.5, color="0.3", lw=0.8)
+        a.axhline(LAYER_SENSORS[2].start - 0.5, color="0.3", lw=0.8)
+        a.set_xlabel("sensor index")
+        a.set_ylabel("sensor index")

@@ -1,10 +1,14 @@
 """Occupancy and charge statistics of many events, compared with the Geant4 reference.
 
 This module owns :class:`PoolStatistics` (running counts over events: hits per event,
-hits and charge sum per sensor, charge histogram of fired pixels), the comparison of such
-statistics with the packaged Geant4 reference figures (:func:`compare_with_reference`,
-:func:`reference_charge_spectrum`) and a plain-text rendering of that comparison
-(:func:`format_comparison_table`). It needs numpy only: never torch or matplotlib.
+hits and charge sum per sensor, their per-event second moments and cross products, the
+charge histogram of fired pixels, optionally cluster histograms from
+:mod:`bgcache.clusters`), the distances and ratios every comparison uses
+(:func:`ks_statistic`, :func:`wasserstein_1`, :func:`sample_distances`,
+:func:`ratio_with_error`), the comparison with the packaged Geant4 reference figures
+(:func:`compare_with_reference`, :func:`reference_charge_spectrum`) and a plain-text
+rendering of it (:func:`format_comparison_table`); :mod:`bgcache.compare` compares two
+pools with the same pieces. It needs numpy only: never torch or matplotlib.
 
 Layer 1 is sensors 0..15, layer 2 is sensors 16..39 (DESIGN 1). Every sensor has the
 same number of pixels, so a layer's occupancy is the mean of its sensors' occupancies.
@@ -13,11 +17,12 @@ same number of pixels, so a layer's occupancy is the mean of its sensors' occupa
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from bgcache.clusters import ClusterStatistics
 from bgcache.errors import EventError, UsageError
 from bgcache.geometry import N_SENSORS, PIXELS_PER_SENSOR, SENSORS
 from bgcache.hits import SparseEvent
@@ -39,6 +44,11 @@ class PoolStatistics:
         charge_sum_per_sensor: charge (ADU) summed over fired pixels per sensor (int64, 40).
         charge_histogram: fired pixels per charge, index = ADU 0..255 (int64, 256);
             bin 255 also counts charges above 255.
+        hits_sq_per_sensor: the square of each event's hits per sensor, summed (int64, 40).
+        hits_cross: each event's hits per sensor times hits per sensor, summed (int64,
+            40 x 40): with the sums, the covariance of sensor occupancies over events.
+        clusters: cluster histograms (:class:`~bgcache.clusters.ClusterStatistics`) when
+            made with ``clusters=True``, else None.
 
     Example:
         >>> stats = PoolStatistics()
@@ -49,11 +59,14 @@ class PoolStatistics:
         ([13.5, 0.0, 30.0], 19.0)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clusters: bool = False) -> None:
         self._hits_per_event = array("q")
         self.hits_per_sensor = np.zeros(N_SENSORS, dtype=np.int64)
         self.charge_sum_per_sensor = np.zeros(N_SENSORS, dtype=np.int64)
         self.charge_histogram = np.zeros(N_CHARGE_BINS, dtype=np.int64)
+        self.hits_sq_per_sensor = np.zeros(N_SENSORS, dtype=np.int64)
+        self.hits_cross = np.zeros((N_SENSORS, N_SENSORS), dtype=np.int64)
+        self.clusters = ClusterStatistics() if clusters else None
 
     # -- accumulation -----------------------------------------------------------------
     def add(self, event: SparseEvent) -> None:
@@ -73,6 +86,10 @@ class PoolStatistics:
         capped = np.minimum(charge, N_CHARGE_BINS - 1) if charge.dtype != np.uint8 else charge
         self._hits_per_event.append(event.n_hits)
         self.hits_per_sensor += per_sensor
+        self.hits_sq_per_sensor += per_sensor * per_sensor
+        self.hits_cross += np.outer(per_sensor, per_sensor)
+        if self.clusters is not None:
+            self.clusters.add(event)
         self.charge_sum_per_sensor += np.rint(charge_sum).astype(np.int64)
         self.charge_histogram += np.bincount(capped, minlength=N_CHARGE_BINS)
 
@@ -99,10 +116,13 @@ class PoolStatistics:
         """
         if not isinstance(other, PoolStatistics):
             raise TypeError(f"can only merge PoolStatistics, got {type(other).__name__}")
+        if (self.clusters is None) != (other.clusters is None):
+            raise TypeError("can only merge statistics that both count clusters or both do not")
         self._hits_per_event.extend(other._hits_per_event)
-        self.hits_per_sensor += other.hits_per_sensor
-        self.charge_sum_per_sensor += other.charge_sum_per_sensor
-        self.charge_histogram += other.charge_histogram
+        for name in _SUMS:
+            getattr(self, name)[...] += getattr(other, name)
+        if self.clusters is not None and other.clusters is not None:
+            self.clusters.merge(other.clusters)
         return self
 
     # -- figures ----------------------------------------------------------------------
@@ -140,6 +160,48 @@ class PoolStatistics:
     def occupancy_per_sensor(self) -> np.ndarray:
         """Mean fraction of fired pixels per sensor (40 floats; zeros without events)."""
         return self.hits_per_sensor / (max(self.n_events, 1) * PIXELS_PER_SENSOR)
+
+    def occupancy_covariance(self) -> np.ndarray:
+        """Covariance over events of the sensors' occupancies (40 x 40; zeros with < 2 events)."""
+        n = self.n_events
+        if n < 2:
+            return np.zeros((N_SENSORS, N_SENSORS))
+        mean = self.hits_per_sensor / n
+        cov = (self.hits_cross / n - np.outer(mean, mean)) * (n / (n - 1))
+        result: np.ndarray = cov / float(PIXELS_PER_SENSOR) ** 2
+        return result
+
+    def occupancy_error(self, sensors: slice | Sequence[int] = slice(None)) -> float:
+        """Standard error of the mean occupancy of some sensors (default all), from the
+        covariance over events (so correlated sensors count as such).
+
+        Example:
+            >>> a = SparseEvent([0, 0], [0, 1], [0, 0], [9, 9])
+            >>> b = SparseEvent([0], [0], [0], [9])
+            >>> s = PoolStatistics().add_events([a, b])
+            >>> round(s.occupancy_error([0]) * 192_000, 3)
+            0.5
+        """
+        cov = self.occupancy_covariance()
+        index = np.arange(N_SENSORS)[sensors]
+        k = index.size
+        var = float(cov[np.ix_(index, index)].sum()) / (k * k) if k else 0.0
+        return float(np.sqrt(max(var, 0.0) / self.n_events)) if self.n_events else 0.0
+
+    def occupancy_errors(self) -> np.ndarray:
+        """Standard error of each sensor's mean occupancy (40 floats)."""
+        return np.array([self.occupancy_error([i]) for i in range(N_SENSORS)])
+
+    def correlation(self) -> np.ndarray:
+        """Correlation over events of the sensors' occupancies (40 x 40); NaN where a
+        sensor's occupancy does not vary (or with < 2 events)."""
+        cov = self.occupancy_covariance()
+        sigma = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho: np.ndarray = cov / np.outer(sigma, sigma)
+        rho[np.outer(sigma, sigma) == 0] = np.nan
+        clipped: np.ndarray = np.clip(rho, -1.0, 1.0)
+        return clipped
 
     def occupancy(self, layer: int | None = None) -> float:
         """Mean fraction of fired pixels over all sensors, or over one layer (1 or 2).
@@ -193,7 +255,11 @@ class PoolStatistics:
             "hits_per_sensor": self.hits_per_sensor.tolist(),
             "charge_sum_per_sensor": self.charge_sum_per_sensor.tolist(),
             "charge_histogram": self.charge_histogram.tolist(),
+            "hits_sq_per_sensor": self.hits_sq_per_sensor.tolist(),
+            "hits_cross": self.hits_cross.tolist(),
         }
+        if self.clusters is not None:
+            out["clusters"] = self.clusters.to_dict()
         if include_hits_per_event:
             out["hits_per_event_list"] = self.hits_per_event.tolist()
         return out
@@ -211,7 +277,7 @@ class PoolStatistics:
             True
         """
         out = cls()
-        fields = ("hits_per_sensor", "charge_sum_per_sensor", "charge_histogram")
+        fields = _SUMS
         missing = [k for k in (*fields, "hits_per_event_list") if k not in data]
         if missing:
             raise UsageError(
@@ -234,9 +300,8 @@ class PoolStatistics:
             return NotImplemented
         return (
             self._hits_per_event == other._hits_per_event
-            and np.array_equal(self.hits_per_sensor, other.hits_per_sensor)
-            and np.array_equal(self.charge_sum_per_sensor, other.charge_sum_per_sensor)
-            and np.array_equal(self.charge_histogram, other.charge_histogram)
+            and all(np.array_equal(getattr(self, n), getattr(other, n)) for n in _SUMS)
+            and self.clusters == other.clusters
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -246,6 +311,16 @@ class PoolStatistics:
             f"PoolStatistics(n_events={self.n_events}, occupancy={100 * self.occupancy():.3f} %, "
             f"mean_charge={self.mean_charge():.2f})"
         )
+
+
+#: The summed arrays of :class:`PoolStatistics` (merged by adding, serialised by name).
+_SUMS = (
+    "hits_per_sensor",
+    "charge_sum_per_sensor",
+    "charge_histogram",
+    "hits_sq_per_sensor",
+    "hits_cross",
+)
 
 
 def _layer_slice(layer: int | None) -> slice:
@@ -318,6 +393,53 @@ def ks_statistic(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.max(np.abs(np.cumsum(p) - np.cumsum(q)), initial=0.0))
 
 
+def wasserstein_1(p: np.ndarray, q: np.ndarray, width: float = 1.0) -> float:
+    """Wasserstein-1 (earth mover's) distance of two normalised histograms over the same
+    bins of equal ``width``: the area between their cumulative sums, in the bins' unit.
+
+    Example:
+        >>> wasserstein_1(np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
+        2.0
+    """
+    return float(np.abs(np.cumsum(p) - np.cumsum(q)).sum() * width)
+
+
+def sample_distances(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float | None]:
+    """Two-sample Kolmogorov-Smirnov and Wasserstein-1 distances of two samples (exact, from
+    their empirical distribution functions); ``(None, None)`` if either is empty.
+
+    Example:
+        >>> ks, w1 = sample_distances(np.array([1, 2, 3]), np.array([2, 3, 4]))
+        >>> round(ks, 6), w1
+        (0.333333, 1.0)
+    """
+    a, b = np.sort(np.asarray(a, dtype=np.float64)), np.sort(np.asarray(b, dtype=np.float64))
+    if not a.size or not b.size:
+        return None, None
+    values = np.union1d(a, b)
+    fa = np.searchsorted(a, values, side="right") / a.size
+    fb = np.searchsorted(b, values, side="right") / b.size
+    gap = np.abs(fa - fb)
+    return float(gap.max()), float((gap[:-1] * np.diff(values)).sum())
+
+
+def ratio_with_error(
+    a: float, a_error: float, b: float, b_error: float
+) -> tuple[float | None, float | None]:
+    """``a / b`` and its standard error from those of ``a`` and ``b`` (independent,
+    first order); ``(None, None)`` where ``b`` is 0.
+
+    Example:
+        >>> ratio_with_error(2.0, 0.2, 4.0, 0.0)
+        (0.5, 0.05)
+    """
+    if not b:
+        return None, None
+    r = a / b
+    rel = np.hypot(a_error / a if a else 0.0, b_error / b)
+    return float(r), float(abs(r) * rel)
+
+
 def _load(reference: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return load_reference() if reference is None else reference
 
@@ -338,9 +460,11 @@ def compare_with_reference(
         ``occupancy``, ``reference_occupancy``, ``occupancy_ratio``, ``mean_charge``,
         ``reference_mean_charge``, ``mean_charge_ratio``); ``layers``: one such dict per
         layer (with ``first_sensor`` and ``last_sensor``); ``overall``: the same over all
-        sensors; ``charge_spectrum``: ``measured`` and ``reference`` fractions of fired
-        pixels per ADU 0..255, ``ks_statistic`` (largest gap of their cumulative sums;
-        None without hits), ``reference_threshold`` (lowest reference charge) and
+        sensors; occupancies come with their standard errors over events
+        (``occupancy_error``, ``occupancy_ratio_error``: the reference's figures have none);
+        ``charge_spectrum``: ``measured`` and ``reference`` fractions of fired pixels per
+        ADU 0..255, ``ks_statistic`` (largest gap of their cumulative sums; None without
+        hits), ``wasserstein_1`` (in ADU), ``reference_threshold`` (lowest reference charge) and
         ``fraction_below_threshold`` (of pool hits). Occupancies are fractions (not %);
         a ratio is pool / reference, None where the reference is 0.
 
@@ -371,15 +495,18 @@ def compare_with_reference(
         if layer is None:  # the histogram is the reference's own figure over all sensors
             ref_m = float(expected @ np.arange(N_CHARGE_BINS))
         occ_pair = (float(occ[sel].mean()), float(ref_occ[sel].mean()))
-        return _figures(occ_pair, (stats.mean_charge(layer), ref_m))
+        return _figures(occ_pair, (stats.mean_charge(layer), ref_m), stats.occupancy_error(sel))
 
     measured = stats.charge_spectrum()
     expected = reference_charge_spectrum(ref)
     threshold = int(np.flatnonzero(expected)[0])
+    errors = stats.occupancy_errors()
     sensors = [
         s._asdict()
         | _figures(
-            (float(occ[s.index]), float(ref_occ[s.index])), (mean[s.index], ref_mean[s.index])
+            (float(occ[s.index]), float(ref_occ[s.index])),
+            (mean[s.index], ref_mean[s.index]),
+            float(errors[s.index]),
         )
         for s in SENSORS
     ]
@@ -398,19 +525,24 @@ def compare_with_reference(
             "measured": measured.tolist(),
             "reference": expected.tolist(),
             "ks_statistic": ks_statistic(measured, expected) if stats.n_hits else None,
+            "wasserstein_1": wasserstein_1(measured, expected) if stats.n_hits else None,
             "reference_threshold": threshold,
             "fraction_below_threshold": float(measured[:threshold].sum()),
         },
     }
 
 
-def _figures(occupancy: tuple[float, float], charge: tuple[float, float]) -> dict[str, Any]:
+def _figures(
+    occupancy: tuple[float, float], charge: tuple[float, float], error: float
+) -> dict[str, Any]:
     o, ro = float(occupancy[0]), float(occupancy[1])
     m, rm = float(charge[0]), float(charge[1])
     return {
         "occupancy": o,
+        "occupancy_error": error,
         "reference_occupancy": ro,
         "occupancy_ratio": _rel(o, ro),
+        "occupancy_ratio_error": ratio_with_error(o, error, ro, 0.0)[1],
         "mean_charge": m,
         "reference_mean_charge": rm,
         "mean_charge_ratio": _rel(m, rm),
@@ -428,7 +560,7 @@ def format_comparison_table(comparison: Mapping[str, Any]) -> list[tuple[str, st
         >>> rows[0]
         ('events', '1', '', '')
         >>> rows[-1][0]
-        'charge spectrum KS distance'
+        'charge spectrum W1 distance [ADU]'
     """
 
     def pct(x: float) -> str:
@@ -447,9 +579,12 @@ def format_comparison_table(comparison: Mapping[str, Any]) -> list[tuple[str, st
     rows += [
         (
             f"occupancy, {name}",
-            pct(d["occupancy"]),
+            f"{pct(d['occupancy'])} ± {100 * d['occupancy_error']:.4f}",
             pct(d["reference_occupancy"]),
-            ratio(d["occupancy_ratio"]),
+            ratio(d["occupancy_ratio"])
+            + (
+                "" if d["occupancy_ratio_error"] is None else f" ± {d['occupancy_ratio_error']:.3f}"
+            ),
         )
         for name, d in parts
     ]
@@ -467,6 +602,8 @@ def format_comparison_table(comparison: Mapping[str, Any]) -> list[tuple[str, st
     below = f"hits below {spec['reference_threshold']} ADU"
     rows.append((below, pct(spec["fraction_below_threshold"]), pct(0.0), ""))
     rows.append(("charge spectrum KS distance", "" if ks is None else f"{ks:.4f}", "0", ""))
+    w1 = spec["wasserstein_1"]
+    rows.append(("charge spectrum W1 distance [ADU]", "" if w1 is None else f"{w1:.3f}", "0", ""))
     return rows
 
 
@@ -478,5 +615,8 @@ __all__ = [
     "compare_with_reference",
     "format_comparison_table",
     "ks_statistic",
+    "ratio_with_error",
     "reference_charge_spectrum",
+    "sample_distances",
+    "wasserstein_1",
 ]

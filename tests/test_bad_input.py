@@ -412,6 +412,22 @@ case("gc", "--grace", "gc {pool} --grace", 2, "requires an argument", id="missin
 case("gc", "--dry-run", "gc {pool} --dry-run=1", 2, "does not take a value", id="value")
 case("verify", "--quiet", "verify {pool} --quiet=1", 2, "does not take a value", id="value")
 
+# -- bgcache compare -------------------------------------------------------------------------
+CO = "compare"
+case(CO, "POOL", "compare", 2, "Missing argument 'POOL'", id="missing")
+case(CO, "POOL", "compare {tmp}/nope {pool}", 1, "nope' does not exist", id="none")
+case(CO, "POOL", "compare {dir} {pool}", 1, "is not a pool", id="empty-dir")
+case(CO, "REFERENCE", "compare {pool}", 2, "Missing argument 'REFERENCE'", id="missing")
+case(CO, "REFERENCE", "compare {pool} {tmp}/nope", 1, "nope' does not exist", id="none")
+case(CO, "REFERENCE", "compare {pool} {file}", 1, "is a file", id="a-file")
+case(CO, "REFERENCE", "compare {pool} {damaged}", 1, "not valid JSON", id="damaged")
+case(CO, "--sample", "compare {pool} {pool} --sample -1", 2, "'--sample'", id="negative")
+case(CO, "--sample", "compare {pool} {pool} --sample many", 2, "integer", id="not-int")
+case(CO, "--plot", "compare {pool} {pool} --plot {tmp}/c.jpg", 2, "must end in .png", id="suffix")
+case(CO, "--plot", "compare {pool} {pool} --plot {tmp}/no/c.png", 2, "does not exist", id="no-dir")
+case(CO, "--json", "compare {pool} {pool} --json=1", 2, "does not take a value", id="value")
+case(CO, "--quiet", "compare {pool} {pool} --quiet=1", 2, "does not take a value", id="value")
+
 # -- bgcache import --------------------------------------------------------------------------
 IM = "import"
 TXT = {"a.root": "run,event\n"}  # a file named like a ROOT file that is not one

@@ -341,3 +341,20 @@ def test_kill_9_during_an_import_and_resume_byte_identical(tmp_path: Path, pool_
     assert pool_files(tmp_path / "p") == pool_files(ref)
     assert_pool_holds(tmp_path / "p", events)
     assert verify_pool(tmp_path / "p").ok
+
+
+def test_compare_a_generated_pool_with_its_imported_twin(
+    tmp_path: Path, files: list[Path], cli: Invoke
+) -> None:
+    """The files hold synthetic events (seed 5, every third emptied); a synthetic pool of
+    the same keys differs from the import only in those empty events."""
+    import_pool(tmp_path / "imported", files)
+    build_pool(tmp_path / "generated", model="synthetic", seed=5, events=7)
+    r = cli("compare", str(tmp_path / "generated"), str(tmp_path / "imported"), "--json", "-q")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["reference"]["imported"] and report["reference"]["sampled"] == 7
+    # 2 of 7 imported events are empty: the generated pool has 7/5 of the hits per event
+    assert report["occupancy"]["overall"]["ratio"] == pytest.approx(7 / 5, rel=0.02)
+    assert report["distributions"]["charge"]["ks"] < 0.01  # the same pixels otherwise
+    assert report["distributions"]["hits_per_event"]["ks"] == pytest.approx(2 / 7)

@@ -141,7 +141,11 @@ def test_empty_statistics_are_defined_zeros() -> None:
     assert c["overall"]["occupancy_ratio"] == 0.0
     assert c["charge_spectrum"]["ks_statistic"] is None
     json.dumps(c, allow_nan=False)
-    assert format_comparison_table(c)[-1] == ("charge spectrum KS distance", "", "0", "")
+    assert format_comparison_table(c)[-2:] == [
+        ("charge spectrum KS distance", "", "0", ""),
+        ("charge spectrum W1 distance [ADU]", "", "0", ""),
+    ]
+    assert c["overall"]["occupancy_error"] == 0.0
 
 
 # -- serialisation --------------------------------------------------------------------

@@ -31,6 +31,7 @@ from bgcache._version import __version__
 from bgcache.cli import (
     build_cmd,
     checkpoint_cmd,
+    compare_cmd,
     gc_cmd,
     generate_cmd,
     import_cmd,
@@ -198,6 +199,7 @@ app.command("inspect")(inspect_cmd.inspect_pool)
 app.command("verify")(verify_cmd.verify)
 app.command("gc")(gc_cmd.gc)
 app.command("import")(import_cmd.import_files)
+app.command("compare")(compare_cmd.compare)
 app.command("plan")(plan_cmd.plan)
 app.command("models")(models_cmd.models)
 app.command("generate")(generate_cmd.generate)

@@ -1,0 +1,231 @@
+"""``bgcache compare``: clusters, the statistics with errors, the distances, the report,
+the command line and its figure; real pools on disk."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bgcache import load_model, open_pool
+from bgcache.build import build_pool
+from bgcache.clusters import LOOKUP_SIZE, ClusterStatistics, find_clusters
+from bgcache.compare import compare_pools, compare_statistics
+from bgcache.errors import UsageError
+from bgcache.geometry import N_SENSORS, N_U, N_V, PIXELS_PER_SENSOR
+from bgcache.hits import SparseEvent
+from bgcache.stats import PoolStatistics, sample_distances, wasserstein_1
+from bgcache.store.writer import create_or_open_pool
+
+Invoke = Callable[..., Any]
+
+
+def flood_fill_clusters(event: SparseEvent) -> list[tuple[int, int, int, int, int]]:
+    """(sensor, size, charge, u extent, v extent) of each cluster, by a plain flood fill."""
+    dense = event.to_dense()
+    seen = np.zeros(dense.shape, dtype=bool)
+    out = []
+    for s, u, v in zip(event.sensor.tolist(), event.u.tolist(), event.v.tolist(), strict=True):
+        if seen[s, u, v]:
+            continue
+        seen[s, u, v] = True
+        todo, pixels = deque([(u, v)]), []
+        while todo:
+            a, b = todo.popleft()
+            pixels.append((a, b))
+            for da in (-1, 0, 1):
+                for db in (-1, 0, 1):
+                    x, y = a + da, b + db
+                    if 0 <= x < N_U and 0 <= y < N_V and dense[s, x, y] and not seen[s, x, y]:
+                        seen[s, x, y] = True
+                        todo.append((x, y))
+        us, vs = [p[0] for p in pixels], [p[1] for p in pixels]
+        charge = sum(int(dense[s, a, b]) for a, b in pixels)
+        out.append((s, len(pixels), charge, max(us) - min(us) + 1, max(vs) - min(vs) + 1))
+    return sorted(out)
+
+
+def clusters_of(event: SparseEvent, lookup: np.ndarray | None = None) -> list[tuple[int, ...]]:
+    c = find_clusters(event, lookup)
+    return sorted(
+        zip(
+            *(x.tolist() for x in (c.sensor, c.size, c.charge, c.extent_u, c.extent_v)), strict=True
+        )
+    )
+
+
+def test_clusters_equal_a_flood_fill_on_full_size_events() -> None:
+    lookup = np.full(LOOKUP_SIZE, -1, dtype=np.int32)
+    for event in load_model("synthetic").events([(3, 0), (3, 1)]):
+        want = flood_fill_clusters(event)
+        assert clusters_of(event) == want
+        assert clusters_of(event, lookup) == want
+        assert (lookup == -1).all()  # left as found
+
+
+def test_clusters_stop_at_sensor_and_row_edges() -> None:
+    # sensor 0's last row u=249 and sensor 1's first row; v=767 and v=0 of the next row
+    event = SparseEvent(
+        [0, 0, 0, 1, 2, 2],
+        [248, 249, 249, 0, 10, 11],
+        [767, 0, 767, 767, 767, 0],
+        [1, 2, 3, 4, 5, 6],
+    )
+    assert clusters_of(event) == flood_fill_clusters(event)
+    assert [c[1] for c in clusters_of(event)] == [1, 2, 1, 1, 1]
+    assert clusters_of(SparseEvent.empty()) == []
+
+
+def per_event_hits(events: list[SparseEvent]) -> np.ndarray:
+    return np.array([np.bincount(e.sensor, minlength=N_SENSORS) for e in events], dtype=np.float64)
+
+
+def test_errors_and_correlations_are_those_of_the_events() -> None:
+    gen = load_model("synthetic")
+    events = gen.events([(1, i) for i in range(12)])
+    # make sensors 0 and 1 move together: drop half of both in every other event
+    for i in range(0, 12, 2):
+        keep = (events[i].sensor > 1) | (np.arange(events[i].n_hits) % 2 == 0)
+        e = events[i]
+        events[i] = SparseEvent(e.sensor[keep], e.u[keep], e.v[keep], e.charge[keep])
+    stats = PoolStatistics().add_events(events)
+    h = per_event_hits(events) / PIXELS_PER_SENSOR
+    want = np.corrcoef(h, rowvar=False)
+    assert np.allclose(stats.correlation(), want, atol=1e-9)
+    assert stats.correlation()[0, 1] > 0.9
+    errors = h.std(axis=0, ddof=1) / math.sqrt(len(events))
+    assert np.allclose(stats.occupancy_errors(), errors, rtol=1e-9)
+    layer1 = h[:, :16].mean(axis=1)
+    assert math.isclose(stats.occupancy_error(slice(0, 16)), layer1.std(ddof=1) / math.sqrt(12))
+    # merging halves gives the whole, clusters included
+    a = PoolStatistics(clusters=True).add_events(events[:5])
+    b = PoolStatistics(clusters=True).add_events(events[5:])
+    whole = PoolStatistics(clusters=True).add_events(events)
+    assert a.merge(b) == whole
+    with pytest.raises(TypeError, match="both count clusters"):
+        PoolStatistics().merge(whole)
+
+
+def test_distances_follow_their_definitions() -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(0, 1, 400), rng.normal(0.3, 1.2, 400)
+    ks, w1 = sample_distances(a, b)
+    grid = np.sort(np.concatenate([a, b]))
+    fa = np.searchsorted(np.sort(a), grid, side="right") / a.size
+    fb = np.searchsorted(np.sort(b), grid, side="right") / b.size
+    assert ks == pytest.approx(np.abs(fa - fb).max())
+    assert w1 == pytest.approx(np.abs(np.sort(a) - np.sort(b)).mean())  # equal sizes
+    assert sample_distances(a, a) == (0.0, 0.0)
+    assert sample_distances(a, np.zeros(0)) == (None, None)
+    p = np.array([0.2, 0.3, 0.5])
+    assert wasserstein_1(p, p) == 0.0
+    assert wasserstein_1(np.array([1.0, 0, 0]), np.array([0, 0, 1.0]), width=2.0) == 4.0
+
+
+@pytest.fixture(scope="module")
+def pools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two synthetic pools of other seeds, and one with every other hit of the first removed."""
+    base = tmp_path_factory.mktemp("compare")
+    out = {"a": base / "a", "b": base / "b", "half": base / "half"}
+    build_pool(out["a"], model="synthetic", events=40, seed=1, block_events=16)
+    build_pool(out["b"], model="synthetic", events=40, seed=2, block_events=16)
+    source = open_pool(out["a"])
+    half = create_or_open_pool(out["half"], {"model": "thinned", "physics_model": False}, None)
+    half.ensure_stream(1)
+    for info, events in source.blocks():
+        thinned = [SparseEvent(e.sensor[::2], e.u[::2], e.v[::2], e.charge[::2]) for e in events]
+        half.write_block(1, info.block, thinned)
+    half.refresh_summary()
+    return out
+
+
+def test_a_pool_against_itself_is_identical(pools: dict[str, Path]) -> None:
+    report = compare_pools(pools["a"], pools["a"], sample=10)
+    assert report["occupancy"]["overall"]["ratio"] == 1.0
+    for name, d in report["distributions"].items():
+        assert d["ks"] == 0.0 and d["wasserstein_1"] == 0.0, name
+    assert report["correlation"]["max_abs_delta"] == 0.0
+    json.dumps(report, allow_nan=False)
+
+
+def test_two_samples_of_one_model_agree_within_errors(pools: dict[str, Path]) -> None:
+    report = compare_pools(pools["a"], pools["b"], sample=0)
+    assert report["pool"]["sampled"] == report["reference"]["sampled"] == 40
+    for d in (report["occupancy"]["overall"], *report["occupancy"]["layers"]):
+        assert abs(d["ratio"] - 1) < 4 * d["ratio_error"] + 1e-3
+    assert report["distributions"]["charge"]["ks"] < 0.01
+    c = report["correlation"]
+    assert c["mean_abs_delta"] < 2 * c["mean_abs_delta_from_sampling"]
+
+
+def test_a_thinned_pool_is_told_apart(pools: dict[str, Path]) -> None:
+    report = compare_pools(pools["half"], pools["a"], sample=20)
+    overall = report["occupancy"]["overall"]
+    assert abs(overall["ratio"] - 0.5) < 0.01 and overall["ratio_error"] < 0.01
+    hits = report["distributions"]["hits_per_event"]
+    assert hits["ks"] == 1.0  # no event of the thinned pool reaches an event of the other
+    assert hits["wasserstein_1"] == pytest.approx(hits["reference_mean"] - hits["pool_mean"])
+    assert report["distributions"]["cluster_size"]["ks"] > 0.1
+
+
+def test_compare_needs_clusters_and_events(pools: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="clusters=True"):
+        compare_statistics(PoolStatistics(), PoolStatistics(clusters=True))
+    with pytest.raises(UsageError, match="sample must be an integer"):
+        compare_pools(pools["a"], pools["b"], sample=-1)
+
+
+def test_command_line_table_json_and_plot(
+    pools: dict[str, Path], tmp_path: Path, cli: Invoke
+) -> None:
+    r = cli("compare", str(pools["half"]), str(pools["a"]), "--sample", "8", "-q")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("pool       ") and "8 of 40 events" in lines[0]
+    occupancy = next(line for line in lines if line.startswith("occupancy [%], all sensors"))
+    assert "0.500 ±" in occupancy
+    assert any(line.startswith("cluster v extent [pixels]") for line in lines)
+    assert sum(1 for line in lines if line[:1].isdigit() and "." in line[:6]) == N_SENSORS
+    r = cli("compare", str(pools["a"]), str(pools["b"]), "--sample", "5", "--json", "-q",
+            "--plot", str(tmp_path / "c.png"))  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["plot"] == str(tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(report["distributions"]) == {
+        "hits_per_event",
+        "clusters_per_event",
+        "charge",
+        "cluster_size",
+        "cluster_charge",
+        "cluster_extent_u",
+        "cluster_extent_v",
+    }
+    assert len(report["correlation"]["pool"]) == N_SENSORS
+
+
+def test_inspect_stats_reports_errors_and_w1(pools: dict[str, Path], cli: Invoke) -> None:
+    r = cli("inspect", str(pools["a"]), "--stats", "--sample", "10", "--json", "-q")
+    assert r.exit_code == 0, r.stderr
+    stats = json.loads(r.stdout)["statistics"]
+    overall = stats["overall"]
+    assert 0 < overall["occupancy_error"] < 0.01 * overall["occupancy"]
+    assert overall["occupancy_ratio_error"] > 0
+    assert stats["charge_spectrum"]["wasserstein_1"] > 0
+
+
+def test_cluster_statistics_memory_does_not_grow() -> None:
+    stats = ClusterStatistics()
+    event = load_model("synthetic").events([(0, 0)])[0]
+    stats.add(event)
+    sizes = [h.nbytes for h in (stats.size, stats.charge, stats.extent_u, stats.extent_v)]
+    for _ in range(3):
+        stats.add(event)
+    assert [h.nbytes for h in (stats.size, stats.charge, stats.extent_u, stats.extent_v)] == sizes
+    assert stats.clusters_per_event.tolist() == [stats.clusters_per_event[0]] * 4
