@@ -171,7 +171,8 @@ def _open_tree(path: Path) -> tuple[Any, Any]:
             "background overlay files (basf2 output files)"
         )
     try:
-        handle = uproot.open(path, handler=uproot.MemmapSource)
+        # no array cache: each entry is read once, and a cache would hold up to 100 MB
+        handle = uproot.open(path, handler=uproot.MemmapSource, array_cache=None)
     except Exception as exc:  # uproot raises OSError, ValueError, KeyError... for damage
         raise ImportSourceError(
             f"'{path}' cannot be read as a ROOT file ({_reason(exc)}): it is truncated or "
@@ -286,7 +287,12 @@ def digits_to_events(
     """
     counts = np.asarray(counts, dtype=np.int64)
     n = int(counts.sum())
-    columns = [np.asarray(c).astype(np.int64, copy=False) for c in (sensor_id, u, v, charge)]
+    # PXDDigit members are unsigned short: checked as they come (no copy); wider or signed
+    # columns (another writer) as int64, so that no value wraps
+    columns = [
+        c if c.dtype.kind == "u" and c.dtype.itemsize <= 2 else c.astype(np.int64)
+        for c in (np.asarray(x) for x in (sensor_id, u, v, charge))
+    ]
     if any(c.shape != (n,) for c in columns):
         raise ImportSourceError(
             f"{where(0)}: the digit members differ in length from the digit counts: damaged"
@@ -302,21 +308,24 @@ def digits_to_events(
             raise ImportSourceError(f"{where(entry)}: digit {k - offsets[entry]} {what(k)}: {fix}")
 
     not_pxd = "the file is not PXD background of this detector geometry; leave it out"
-    in_range = (vxd >= 0) & (vxd < 1 << 16)
-    sensor = np.where(in_range, _SENSOR_OF_VXD_ID[np.where(in_range, vxd, 0)], 255)
+    if vxd.dtype.kind == "u":
+        sensor = _SENSOR_OF_VXD_ID[vxd]
+    else:
+        in_range = (vxd >= 0) & (vxd < 1 << 16)
+        sensor = np.where(in_range, _SENSOR_OF_VXD_ID[np.where(in_range, vxd, 0)], 255)
     refuse(
         sensor == 255,
         lambda k: f"has VxdID {int(vxd[k])}{_vxd_text(int(vxd[k]))}, no PXD sensor",
         not_pxd,
     )
     refuse(
-        (uu < 0) | (uu >= N_U) | (vv < 0) | (vv >= N_V),
+        (uu >= N_U) | (vv >= N_V) | ((uu < 0) | (vv < 0) if uu.dtype.kind == "i" else False),
         lambda k: f"is on pixel (u {int(uu[k])}, v {int(vv[k])}), outside the {N_U} x {N_V} grid",
         not_pxd,
     )
     refuse(
         q <= 0,
-        lambda k: "has charge 0",
+        lambda k: f"has charge {int(q[k])}",
         "a fired pixel has a charge of 1 ADU or more; the file is damaged",
     )
     refuse(
@@ -327,21 +336,32 @@ def digits_to_events(
         "the file holds no PXD digits in ADU; leave it out",
     )
     entry_of = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
-    pixel = sensor.astype(np.int64) * PIXELS_PER_SENSOR + uu * N_V + vv
-    order = np.lexsort((pixel, entry_of))  # by entry, then by pixel
-    key = entry_of[order] * MAX_DIGITS_PER_EVENT + pixel[order]
-    dup = np.zeros(n, dtype=bool)
-    dup[order[1:]] = key[1:] == key[:-1]
-    refuse(
-        dup,
-        lambda k: (
-            f"is a second digit on pixel (sensor {SENSOR_NAMES[int(sensor[k])]}, u {int(uu[k])}, "
-            f"v {int(vv[k])})"
-        ),
-        "the digits of one event are unique per pixel; the file is damaged",
+    cell = (
+        entry_of * MAX_DIGITS_PER_EVENT
+        + sensor.astype(np.int64) * PIXELS_PER_SENSOR
+        + uu.astype(np.int64) * N_V
+        + vv.astype(np.int64)
     )
-    sorted_pixel = pixel[order].astype(np.uint32)
-    sorted_charge = q[order].astype(np.uint8)
+    # one int64 key per digit, (entry, pixel, charge): a plain sort orders the digits of
+    # each entry by pixel and keeps each charge with its pixel (5x faster than a lexsort)
+    key = (cell << 8) | q.astype(np.int64)
+    if n > 1 and not bool(np.all(key[1:] > key[:-1])):
+        key = np.sort(key)
+    sorted_cell = key >> 8
+    if n > 1 and bool(np.any(sorted_cell[1:] == sorted_cell[:-1])):  # name the first duplicate
+        order = np.argsort(cell, kind="stable")
+        dup = np.zeros(n, dtype=bool)
+        dup[order[1:]] = cell[order[1:]] == cell[order[:-1]]
+        refuse(
+            dup,
+            lambda k: (
+                f"is a second digit on pixel (sensor {SENSOR_NAMES[int(sensor[k])]}, "
+                f"u {int(uu[k])}, v {int(vv[k])})"
+            ),
+            "the digits of one event are unique per pixel; the file is damaged",
+        )
+    sorted_pixel = (sorted_cell % MAX_DIGITS_PER_EVENT).astype(np.uint32)
+    sorted_charge = (key & 0xFF).astype(np.uint8)
     return [
         SparseEvent.from_pixel_index(
             sorted_pixel[offsets[i] : offsets[i + 1]],

@@ -5,8 +5,9 @@ README's quick tour runs line by line (but for its GAN and cluster lines).
 Python blocks run in order, one namespace per file, in a fresh directory that holds what
 the docs name: ``demo.pt`` (an untrained convnet checkpoint), ``demo-pool`` (300 synthetic
 events, which the README's block extends) and, for the user guide,
-``convnet-pool`` (built from it) and ``simulated_events`` (three synthetic events standing
-for the reader's simulation). A statement whose line ends in a comment that starts with an
+``convnet-pool`` (built from it), ``overlay/`` (two background overlay ROOT files, written
+by real ROOT) and ``simulated_events`` (three synthetic events standing for the reader's
+simulation). A statement whose line ends in a comment that starts with an
 exception name (``# InvalidSeedError: ...``) must raise it. A block that cannot run here
 (a basf2 release with its simulation, a batch system) is preceded in the Markdown by
 ``<!-- docs-test: not run: REASON -->``; the test counts those and requires the reason.
@@ -95,6 +96,27 @@ def run_python(block: Block, namespace: dict[str, Any]) -> None:
         assert expected in [c.__name__ for c in type(info.value).__mro__], (source, info.value)
 
 
+def _overlay_files(folder: Path) -> None:
+    """Two background overlay files of 3 synthetic events each, written by real ROOT
+    (``tests/root_files.py``), for the user guide's ``bgcache import`` block."""
+    import sys
+
+    import bgcache
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        import root_files
+    finally:
+        sys.path.remove(str(Path(__file__).parent))
+    folder.mkdir()
+    gen = bgcache.load_model("synthetic")
+    for run in (1, 2):
+        events = gen.events([(run, i) for i in range(3)])
+        root_files.write_overlay_file(
+            folder / f"run{run}.root", [root_files.event_digits(e) for e in events]
+        )
+
+
 @pytest.fixture(scope="module")
 def workdirs(
     tmp_path_factory: pytest.TempPathFactory, demo_checkpoints: dict[str, Path]
@@ -111,6 +133,7 @@ def workdirs(
                 bgcache.build_pool(
                     work / "convnet-pool", model="convnet", checkpoint=work / "demo.pt", events=2
                 )
+                _overlay_files(work / "overlay")
             out[path.stem] = work
     return out
 
@@ -182,8 +205,9 @@ def test_shell_command_lines_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     assert checked >= 40, checked
 
 
-#: README tour lines that need torch for minutes or a Dask cluster: parsed above, not run.
-_NOT_RUN_HERE = ("checkpoint init", "-m convnet", "--scheduler")
+#: README tour lines that need torch for minutes, a Dask cluster or the reader's overlay files
+#: (the user guide's Python block imports and compares for real): parsed above, not run.
+_NOT_RUN_HERE = ("checkpoint init", "-m convnet", "--scheduler", "bg-pool")
 
 
 @pytest.mark.slow
