@@ -115,14 +115,14 @@ def plan_blocks(
         [(3, 100), (4, 100), (5, 100)]
     """
     stop = first_index + events
-    first, last = _block_range(first_index, events, block_events, shard)
+    first, last = block_range(first_index, events, block_events, shard)
     return [
         BlockTask(seed, block, min(block_events, stop - block * block_events), block_events)
         for block in range(first, last)
     ]
 
 
-def _block_range(
+def block_range(
     first_index: int, events: int, block_events: int, shard: tuple[int, int] | None
 ) -> tuple[int, int]:
     """The blocks ``first .. last - 1`` of a range (of its shard): only arithmetic, so a
@@ -139,7 +139,7 @@ def _check_plan_size(
     first_index: int, events: int, block_events: int, shard: tuple[int, int] | None
 ) -> None:
     """Refuse a build whose list of blocks would not fit in memory (a mistyped --events)."""
-    first, last = _block_range(first_index, events, block_events, shard)
+    first, last = block_range(first_index, events, block_events, shard)
     if last - first > MAX_BUILD_BLOCKS:
         where = " in this shard" if shard is not None else ""
         raise UsageError(
@@ -511,6 +511,7 @@ __all__ = [
     "BlockTask",
     "BuildResult",
     "Progress",
+    "block_range",
     "build_pool",
     "content_record",
     "default_block_events",

@@ -577,7 +577,14 @@ def import_pool(
         ImportSourceError: a file that cannot be imported (names it, and the entry).
         PoolMismatchError: the pool holds generated events or another import.
     """
-    from bgcache.build import build_inline, parse_shard, plan_todo, run_blocks
+    from bgcache.build import (
+        MAX_BUILD_BLOCKS,
+        block_range,
+        build_inline,
+        parse_shard,
+        plan_todo,
+        run_blocks,
+    )
 
     t_start = time.perf_counter()
     seed = validate_seed(seed)
@@ -612,10 +619,20 @@ def import_pool(
             f"the {len(sources)} background files hold no entries: nothing to import"
         )
     validate_index(total - 1)
-    layout = None if existing is not None else Layout(block_events or DEFAULT_BLOCK_EVENTS)
-    if existing is not None and block_events is not None:
-        layout = Layout.from_dict(existing["layout"])
-        layout = Layout(block_events, layout.chunk_hits, layout.compression)  # refused if other
+    held = Layout.from_dict(existing["layout"]) if existing is not None else None
+    layout: Layout | None = None  # an existing pool keeps its layout
+    if held is None:
+        layout = Layout(block_events or DEFAULT_BLOCK_EVENTS)
+    elif block_events is not None:
+        layout = Layout(block_events, held.chunk_hits, held.compression)  # refused if other
+    effective = layout or held
+    assert effective is not None
+    first, last = block_range(0, total, effective.block_events, shard_kn)
+    if last - first > MAX_BUILD_BLOCKS:  # entry counts are the files' word: bound the plan
+        raise ImportSourceError(
+            f"the background files record {total:,} entries, {last - first:,} blocks for one "
+            f"import (at most {MAX_BUILD_BLOCKS:,}): import them in parts with --shard K/N"
+        )
     hints = {"source_paths": [str(s.path.resolve()) for s in sources]}
     target = create_or_open_pool(storage, content, layout, hints=hints)
     check_import_content(storage.url, target.record["content"], content)  # a racing creator

@@ -358,3 +358,22 @@ def test_compare_a_generated_pool_with_its_imported_twin(
     assert report["occupancy"]["overall"]["ratio"] == pytest.approx(7 / 5, rel=0.02)
     assert report["distributions"]["charge"]["ks"] < 0.01  # the same pixels otherwise
     assert report["distributions"]["hits_per_event"]["ks"] == pytest.approx(2 / 7)
+
+
+def test_an_entry_count_beyond_any_plan_is_refused(
+    tmp_path: Path, files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's entry count is the file's word: one that would plan more blocks than a build
+    plans is refused before the pool exists (a hostile or damaged header)."""
+    import bgcache.importer as importer
+
+    real = importer.scan_source
+
+    def huge(path: Path) -> Any:
+        found = real(path)
+        return importer.SourceFile(found.path, found.sha256, 2**40, found.nbytes)
+
+    monkeypatch.setattr(importer, "scan_source", huge)
+    with pytest.raises(ImportSourceError, match="record 1,099,511,627,776 entries"):
+        import_pool(tmp_path / "p", [files[0]])
+    assert not (tmp_path / "p").exists()
