@@ -34,6 +34,7 @@ from bgcache.errors import (
     EventError,
     EventNotFoundError,
     GeometryError,
+    ImportSourceError,
     InvalidKeyError,
     InvalidSeedError,
     NotAPoolError,
@@ -69,6 +70,7 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     doc["attributes"]["bgcache"]["format_version"] = 99
     (newer / "zarr.json").write_text(json.dumps(doc))
     (root / "afile").write_text("text\n")
+    (root / "text.root").write_text("run,event\n")  # named like a ROOT file, not one
     (root / "adir").mkdir()
     (root / "bad.toml").write_text("seed = true\n")
     (root / "typo.toml").write_text("evnts = 3\n")
@@ -80,6 +82,7 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "newer": newer,
         "file": root / "afile",
         "dir": root / "adir",
+        "text_root": root / "text.root",
     }
     if HAS_TORCH:
         import torch
@@ -165,6 +168,47 @@ row("build-no-resume", lambda w: syn(w, pool=w["pool"], seed=2, resume=False), P
     FileExistsError, "--no-resume")  # fmt: skip
 row("parse-shard", lambda w: parse_shard("1of4"), UsageError, ValueError, "K/N")
 row("scheduler-address", lambda w: check_address("tcp://h:0"), UsageError, ValueError, "tcp://")
+
+# -- importing and comparing -----------------------------------------------------------------
+HAS_UPROOT = importlib.util.find_spec("uproot") is not None
+
+
+def uproot_row(
+    id: str, call: Call, error: type[BgcacheError], builtin: type[Exception], match: str
+) -> None:
+    marks = pytest.mark.skipif(not HAS_UPROOT, reason="needs uproot")
+    ROWS.append(pytest.param(call, error, builtin, match, id=id, marks=marks))
+
+
+def imp(w: dict[str, Any], files: list[Any], **kw: Any) -> object:
+    from bgcache.importer import import_pool
+
+    return import_pool(kw.pop("pool", w["root"] / "never"), files, **kw)
+
+
+def cmp(w: dict[str, Any], **kw: Any) -> object:
+    from bgcache.compare import compare_pools
+
+    return compare_pools(w["pool"], kw.pop("reference", w["pool"]), **kw)
+
+
+row("import-no-files", lambda w: imp(w, []), UsageError, ValueError, "no background files")
+row("import-missing", lambda w: imp(w, [w["root"] / "nope.root"]), UsageError, ValueError,
+    "does not exist")  # fmt: skip
+row("import-twice", lambda w: imp(w, [w["text_root"]] * 2), UsageError, ValueError, "given twice")
+row("import-dir", lambda w: imp(w, [w["dir"]]), UsageError, ValueError, "holds no *.root files")
+row("import-block", lambda w: imp(w, [w["text_root"]], block_events=0), UsageError, ValueError,
+    "block_events must be an integer in 1..65536")  # fmt: skip
+row("import-seed", lambda w: imp(w, [w["text_root"]], seed=BIG), InvalidSeedError, ValueError,
+    "out of range")  # fmt: skip
+uproot_row("import-not-root", lambda w: imp(w, [w["text_root"]]), ImportSourceError, ValueError,
+           "is not a ROOT file")  # fmt: skip
+uproot_row("import-into-gan", lambda w: imp(w, [w["text_root"]], pool=w["pool"]),
+           PoolMismatchError, ValueError, "holds generated synthetic events")  # fmt: skip
+row("compare-sample", lambda w: cmp(w, sample=-1), UsageError, ValueError, "sample must be")
+row("compare-missing", lambda w: cmp(w, reference=w["root"] / "nope"), PoolNotFoundError,
+    FileNotFoundError, "does not exist")  # fmt: skip
+
 
 # -- models and checkpoints ------------------------------------------------------------------
 row("spec-typo", lambda w: get_spec("resnt"), UnknownModelError, LookupError, "'resnet'")

@@ -124,6 +124,69 @@ def event_progress(*, quiet: bool = False, unit: str = "events") -> Progress:
     )
 
 
+class BlockProgress:
+    """What a build or an import shows while it runs: a spinner (``spin``) until the first
+    progress call, then a bar of the events still to write (complete blocks already skipped
+    are not counted). Call it as ``progress(done, total)``; ``stop()`` at the end, always.
+    """
+
+    def __init__(self, label: str, spinner_text: str, *, quiet: bool, spin: bool = True) -> None:
+        self.label = label
+        self.bar = event_progress(quiet=quiet)
+        self.spinner = stderr_console().status(spinner_text)
+        self._task: Any = None
+        self._skipped = 0
+        self._started = False
+        if spin and not quiet:
+            self.spinner.start()
+
+    def say(self, text: str) -> None:
+        """Change the spinner's text (what the step before the bar is doing)."""
+        self.spinner.update(text)
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._started:
+            self._started = True
+            self.spinner.stop()
+            self._skipped = done
+            if done == total:  # nothing to write: no empty 0/0 bar
+                return
+            self._task = self.bar.add_task(self.label, total=total - done)
+            self.bar.start()
+        if self._task is not None:
+            self.bar.update(self._task, completed=done - self._skipped)
+
+    def stop(self) -> None:
+        """Stop the spinner and the bar (a bar never started is left alone: stopping it
+        would still print a newline)."""
+        self.spinner.stop()
+        if self._task is not None:
+            self.bar.stop()
+
+
+def block_count_lines(r: dict[str, Any], verb: str) -> list[str]:
+    """The lines of a build's or an import's summary that count what it did: ``verb``
+    (built, imported) ... in ... blocks with the rate, and the complete blocks skipped.
+
+    Example:
+        >>> block_count_lines({"events_written": 1, "blocks_written": 1, "seconds": 0.5,
+        ...     "events_per_second": 2.0, "blocks_skipped": 0}, "imported")
+        ['imported   1 event in 1 block, 0.5 s, 2.00 events/s']
+    """
+    rate = r["events_per_second"]
+    lines = [
+        f"{verb:<10} {plural(r['events_written'], 'event')} in "
+        f"{plural(r['blocks_written'], 'block')}, {r['seconds']:.1f} s"
+        + (f", {fmt_rate(rate)} events/s" if rate else "")
+    ]
+    if r["blocks_skipped"]:
+        lines.append(
+            f"skipped    {plural(r['events_skipped'], 'event')} in "
+            f"{plural(r['blocks_skipped'], 'block')} that were already complete"
+        )
+    return lines
+
+
 def fmt_rate(x: float) -> str:
     """A rate with three significant digits and no exponent.
 

@@ -169,7 +169,7 @@ def build(
         bgcache build gpu-pool -m resnet -c demo.pt -n 100000 --device cuda --batch-events 16
     """
     from bgcache.build import build_pool
-    from bgcache.cli._output import event_progress, note, print_json, stderr_console
+    from bgcache.cli._output import BlockProgress, note, print_json
     from bgcache.models import get_spec
 
     del config  # already applied: its callback made the file's values the options' defaults
@@ -178,22 +178,10 @@ def build(
         note(f"model {model!r} takes no checkpoint: ignoring --checkpoint", quiet=quiet)
         checkpoint = None
 
-    progress_bar = event_progress(quiet=quiet)
-    state: dict[str, Any] = {}
     # a spinner while the model loads (transient: it leaves nothing on a terminal or pipe)
-    spinner = stderr_console().status(f"loading {model}...")
-    if spec.needs_torch and not quiet:
-        spinner.start()
-
-    def on_progress(done: int, total: int) -> None:
-        if "task" not in state:
-            spinner.stop()
-            state["skipped"] = done
-            if done == total:  # nothing to build: no empty 0/0 bar
-                return
-            state["task"] = progress_bar.add_task(f"building {model}", total=total - done)
-            progress_bar.start()
-        progress_bar.update(state["task"], completed=done - state["skipped"])
+    progress = BlockProgress(
+        f"building {model}", f"loading {model}...", quiet=quiet, spin=spec.needs_torch
+    )
 
     try:
         result = build_pool(
@@ -214,19 +202,15 @@ def build(
             resume=resume,
             workers=workers,
             scheduler=scheduler,
-            progress=on_progress,
+            progress=progress,
         )
     except KeyboardInterrupt:
-        spinner.stop()
-        if "task" in state:
-            progress_bar.stop()
+        progress.stop()  # before the error line
         from bgcache.cli._app import interrupted
 
         raise interrupted("every complete block is kept; run the same command to resume") from None
     finally:
-        spinner.stop()
-        if "task" in state:  # a Progress never started still prints a newline when stopped
-            progress_bar.stop()
+        progress.stop()
     for text in result.notes:
         note(text, quiet=quiet)
     record = result.to_dict()
@@ -239,7 +223,7 @@ def build(
 def _print_summary(r: dict[str, Any]) -> None:
     from rich.markup import escape
 
-    from bgcache.cli._output import fmt_bytes, fmt_int, fmt_rate, plural, stdout_console
+    from bgcache.cli._output import block_count_lines, fmt_bytes, fmt_int, stdout_console
     from bgcache.geometry import DENSE_EVENT_BYTES
 
     out = stdout_console()
@@ -250,17 +234,8 @@ def _print_summary(r: dict[str, Any]) -> None:
         f"index {r['first_index']}..{r['stop_index'] - 1}){shard}, "
         f"{r['block_events']} events per block"
     )
-    rate = r["events_per_second"]
-    out.print(
-        f"built      {plural(r['events_written'], 'event')} in "
-        f"{plural(r['blocks_written'], 'block')}, {r['seconds']:.1f} s"
-        + (f", {fmt_rate(rate)} events/s" if rate else "")
-    )
-    if r["blocks_skipped"]:
-        out.print(
-            f"skipped    {plural(r['events_skipped'], 'event')} in "
-            f"{plural(r['blocks_skipped'], 'block')} that were already complete"
-        )
+    for line in block_count_lines(r, "built"):
+        out.print(line)
     if r["events_written"]:
         per_event = r["bytes_per_event"]
         out.print(

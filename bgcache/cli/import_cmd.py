@@ -67,29 +67,11 @@ def import_files(
         bgcache import bg-pool /data/overlay --shard 2/8
         bgcache import bg-pool run1.root run2.root --json
     """
-    from bgcache.cli._output import event_progress, note, print_json, stderr_console
+    from bgcache.cli._output import BlockProgress, note, print_json
     from bgcache.importer import import_pool
 
-    progress_bar = event_progress(quiet=quiet)
-    state: dict[str, Any] = {}
-    # a spinner while the files are checked and hashed (transient: it leaves nothing behind)
-    spinner = stderr_console().status("checking the background files...")
-    if not quiet:
-        spinner.start()
-
-    def on_scan(done: int, total: int) -> None:
-        spinner.update(f"checking the background files: {done} of {total} (entries, sha256)")
-
-    def on_progress(done: int, total: int) -> None:
-        if "task" not in state:
-            spinner.stop()
-            state["skipped"] = done
-            if done == total:
-                return
-            state["task"] = progress_bar.add_task("importing", total=total - done)
-            progress_bar.start()
-        progress_bar.update(state["task"], completed=done - state["skipped"])
-
+    # a spinner while the files are checked and hashed, then the bar of the import
+    progress = BlockProgress("importing", "checking the background files...", quiet=quiet)
     try:
         result = import_pool(
             pool,
@@ -97,17 +79,18 @@ def import_files(
             seed=seed,
             block_events=block_events,
             shard=shard,
-            progress=on_progress,
-            on_scan=on_scan,
+            progress=progress,
+            on_scan=lambda done, total: progress.say(
+                f"checking the background files: {done} of {total} (entries, sha256)"
+            ),
         )
     except KeyboardInterrupt:
+        progress.stop()  # before the error line
         from bgcache.cli._app import interrupted
 
         raise interrupted("every complete block is kept; run the same command to resume") from None
     finally:
-        spinner.stop()
-        if "task" in state:  # a Progress never started still prints a newline when stopped
-            progress_bar.stop()
+        progress.stop()
     for text in result.notes:
         note(text, quiet=quiet)
     record = result.to_dict()
@@ -123,7 +106,7 @@ def import_files(
 def _print_summary(r: dict[str, Any]) -> None:
     from rich.markup import escape
 
-    from bgcache.cli._output import fmt_bytes, fmt_int, fmt_rate, plural, stdout_console
+    from bgcache.cli._output import block_count_lines, fmt_bytes, fmt_int, stdout_console
 
     out = stdout_console()
     out.soft_wrap = True
@@ -132,17 +115,8 @@ def _print_summary(r: dict[str, Any]) -> None:
         f"[bold]pool {escape(r['pool'])}[/bold]: imported events, keys (seed {r['seed']}, "
         f"index 0..{r['stop_index'] - 1}){shard}, {r['block_events']} events per block"
     )
-    rate = r["events_per_second"]
-    out.print(
-        f"imported   {plural(r['events_written'], 'event')} in "
-        f"{plural(r['blocks_written'], 'block')}, {r['seconds']:.1f} s"
-        + (f", {fmt_rate(rate)} events/s" if rate else "")
-    )
-    if r["blocks_skipped"]:
-        out.print(
-            f"skipped    {plural(r['events_skipped'], 'event')} in "
-            f"{plural(r['blocks_skipped'], 'block')} that were already complete"
-        )
+    for line in block_count_lines(r, "imported"):
+        out.print(line)
     if r["events_written"]:
         out.print(
             f"written    {fmt_bytes(r['bytes_written'])}, "
