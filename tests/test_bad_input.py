@@ -386,6 +386,15 @@ for cmd, extra in (("inspect", ""), ("verify", ""), ("plan", " -j 2 -n 3"), ("gc
     case(cmd, "POOL", [cmd, "", *extra.split()], 2, "pool location is empty", id="empty")
     case(cmd, "POOL", f"{cmd} gs://bucket/p{extra}", 2, "gs:// is not supported", id="scheme")
     case(cmd, "POOL", f"{cmd} s3://{extra}", 2, "names no bucket", id="s3-no-bucket")
+    case(
+        cmd,
+        "POOL",
+        f"{cmd} root://se{extra}",
+        2,
+        "expected root://host[:port]//path",
+        id="root-no-path",
+    )
+    case(cmd, "POOL", f"{cmd} davs://se/{extra}", 2, "names no path", id="davs-no-path")
     case(cmd, "--json", f"{cmd} {{pool}}{extra} --json=1", 2, "does not take a value", id="value")
     case(cmd, "ARGS", f"{cmd} {{pool}}{extra} extra", 2, "unexpected extra argument", id="extra")
 INS = "inspect"

@@ -533,8 +533,10 @@ def _check_bounds(event: SparseEvent, where: str, offset: int) -> None:
 
 
 def open_storage(location: str | os.PathLike[str] | Storage) -> Storage:
-    """The storage backend of a pool location: a local path (or ``file://`` URL), or an
-    ``s3://bucket/prefix`` URL (S3 or an S3-compatible server, see :mod:`bgcache.store.s3`).
+    """The storage backend of a pool location: a local path (or ``file://`` URL), an
+    ``s3://bucket/prefix`` URL (S3 or an S3-compatible server, see :mod:`bgcache.store.s3`),
+    a ``root://host//path`` URL (XRootD, :mod:`bgcache.store.xrootd`) or a
+    ``davs://host/path`` / ``https://`` URL (WebDAV, :mod:`bgcache.store.webdav`).
 
     Raises:
         UsageError: a URL scheme bgcache cannot store pools at.
@@ -548,10 +550,19 @@ def open_storage(location: str | os.PathLike[str] | Storage) -> Storage:
         from bgcache.store.s3 import S3Storage
 
         return S3Storage(text)
+    if text.startswith(("root://", "roots://")):
+        from bgcache.store.xrootd import XRootDStorage
+
+        return XRootDStorage(text)
+    if text.startswith(("davs://", "dav://", "https://", "http://")):
+        from bgcache.store.webdav import WebDAVStorage
+
+        return WebDAVStorage(text)
     if "://" in text and not text.startswith("file://"):
         scheme = text.split("://", 1)[0]
         raise UsageError(
-            f"pool location {text!r}: {scheme}:// is not supported; use a local path or s3://bucket/prefix"
+            f"pool location {text!r}: {scheme}:// is not supported; use a local path, "
+            "s3://bucket/prefix, root://host//path or davs://host/path"
         )
     path = text.removeprefix("file://")
     if not path.strip():

@@ -1,0 +1,304 @@
+"""Pools on WebDAV storage (``davs://host/path``, ``https://host/path``), with webdav4.
+
+The second grid backend of :mod:`bgcache.store.storage` (storage elements serve WebDAV
+beside XRootD: dCache, StoRM, EOS, XRootD's own HTTP); see :mod:`bgcache.store.remote` for
+how writes stay crash-safe and how several writers create one pool. ``davs://`` and
+``https://`` are the same server over TLS, ``dav://`` and ``http://`` without (a test
+server). webdav4 (``pip install 'bgcache[webdav]'``) parses the ``PROPFIND`` answers; the
+reads are plain ``GET`` requests with a ``Range`` on its httpx client.
+
+Authentication follows the WLCG conventions: a bearer token from ``$BEARER_TOKEN``, else the
+file ``$BEARER_TOKEN_FILE``, else ``$XDG_RUNTIME_DIR/bt_u<uid>``, else ``/tmp/bt_u<uid>``
+(the WLCG bearer token discovery), sent as ``Authorization: Bearer``; an X.509 proxy from
+``$X509_USER_PROXY`` as the client certificate, with the CA directory ``$X509_CERT_DIR``
+where set. Neither is logged or put into an error message.
+
+Every request has the timeout :func:`~bgcache.store.remote.remote_timeout`
+(``$BGCACHE_REMOTE_TIMEOUT``, 60 s). The client is made anew in a forked child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import ssl
+import weakref
+from pathlib import Path
+from typing import Any
+
+from bgcache.errors import MissingDependencyError, PoolWriteError, UsageError
+from bgcache.store.remote import Entry, RemoteStorage, remote_timeout
+
+#: Clients a forked child inherited from its parent (see ``WebDAVStorage._client``).
+_INHERITED: list[Any] = []
+
+#: URL schemes of WebDAV pools and the HTTP scheme each stands for.
+SCHEMES = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
+
+
+def _webdav4() -> Any:
+    try:
+        import webdav4.client
+    except ImportError:
+        raise MissingDependencyError(
+            "davs:// and https:// pools need webdav4: pip install 'bgcache[webdav]'"
+        ) from None
+    return webdav4.client
+
+
+def bearer_token() -> str | None:
+    """The WLCG bearer token of this process, found as the WLCG discovery defines, or None."""
+    token = os.environ.get("BEARER_TOKEN", "").strip()
+    if token:
+        return token
+    candidates = [os.environ.get("BEARER_TOKEN_FILE", "")]
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        candidates.append(f"{os.environ['XDG_RUNTIME_DIR']}/bt_u{uid}")
+    candidates.append(f"/tmp/bt_u{uid}")
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            text = Path(candidate).read_text(errors="replace").strip()
+            if text:
+                return text
+    return None
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``(base URL of the server, path of the pool)`` of a WebDAV pool URL.
+
+    Example:
+        >>> parse_url("davs://se.example.org:2880/belle/pools/convnet")
+        ('https://se.example.org:2880', '/belle/pools/convnet')
+    """
+    scheme, _, rest = url.partition("://")
+    host, _, path = rest.partition("/")
+    if scheme not in SCHEMES or not host:
+        raise UsageError(f"pool URL {url!r}: expected davs://host[:port]/path/to/pool")
+    path = "/" + path.strip("/")
+    if path == "/":
+        raise UsageError(f"pool URL {url!r} names no path: expected davs://host/path/to/pool")
+    return f"{SCHEMES[scheme]}://{host}", path
+
+
+class WebDAVStorage(RemoteStorage):
+    """A pool at ``davs://host[:port]/path`` (or ``https://``; ``dav://``, ``http://``).
+
+    Raises:
+        UsageError: a malformed URL. MissingDependencyError: no webdav4.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.base, self.path = parse_url(url)
+        scheme = url.partition("://")[0]
+        self._url = f"{scheme}://{self.base.partition('://')[2]}{self.path}"
+        self._module = _webdav4()
+        self._timeout = remote_timeout()
+        self._pid = -1
+        self._dav: Any = None
+
+    # -- the client, per process -----------------------------------------------------------
+    def _client(self) -> Any:
+        if self._pid != os.getpid():  # new, or a forked child: no connection of the parent's
+            import httpx
+
+            headers = {}
+            token = bearer_token()
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            options: dict[str, Any] = {"timeout": self._timeout, "headers": headers}
+            proxy = os.environ.get("X509_USER_PROXY")
+            if self.base.startswith("https://"):
+                context = ssl.create_default_context(capath=os.environ.get("X509_CERT_DIR") or None)
+                if proxy:
+                    context.load_cert_chain(proxy)
+                options["verify"] = context
+            if self._dav is not None:
+                # the parent's client, in a forked child: never closed here (that could end
+                # the parent's TLS session on the shared socket), kept from the collector
+                _INHERITED.append(self._dav)
+            http = httpx.Client(**options)
+            self._dav = self._module.Client(self.base, http_client=http, retry=False)
+            self._pid = os.getpid()
+            weakref.finalize(self, http.close)  # its connections close with the storage
+        return self._dav
+
+    def _full(self, key: str) -> str:
+        return f"{self.path}/{key}" if key else self.path
+
+    def _error(self, exc: BaseException, key: str, doing: str) -> PoolWriteError:
+        import httpx
+
+        where = f"pool '{self.url}'" + (f" ({key})" if key else "")
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        if status in (401, 403):
+            what = "credentials refused" if status == 401 else "permission denied"
+            return PoolWriteError(
+                f"cannot {doing} {where}: {what} (HTTP {status}); check the bearer token "
+                "($BEARER_TOKEN, $BEARER_TOKEN_FILE) or the X.509 proxy ($X509_USER_PROXY): "
+                "renew an expired one, or use a path you may write"
+            )
+        if isinstance(exc, httpx.TimeoutException | httpx.ConnectError | httpx.NetworkError):
+            return PoolWriteError(
+                f"cannot {doing} {where}: the server does not answer ({type(exc).__name__}); "
+                f"check the host and port of {self.base} (timeout {self._timeout:.0f} s, "
+                "$BGCACHE_REMOTE_TIMEOUT)"
+            )
+        detail = f"HTTP {status}" if status else type(exc).__name__
+        return PoolWriteError(f"cannot {doing} {where}: {detail}")
+
+    def _call(self, key: str, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        import httpx
+
+        dav = self._module
+        try:
+            return fn(*args, **kwargs)
+        except (dav.ResourceNotFound, dav.ResourceAlreadyExists):
+            raise  # answers the callers ask for
+        except dav.ForbiddenOperation:  # a MKCOL or MOVE the server refuses (403)
+            raise self._error(_Status(_Forbidden()), key, doing) from None
+        except dav.InsufficientStorage:
+            raise PoolWriteError(
+                f"cannot {doing} pool '{self.url}' ({key}): the server has no space left "
+                "(HTTP 507); free space or choose another storage element"
+            ) from None
+        except (httpx.HTTPError, dav.ClientError) as exc:
+            raise self._error(exc, key, doing) from None
+
+    # -- primitives ------------------------------------------------------------------------
+    def _stat(self, key: str) -> Entry | None:
+        dav = self._client()
+        try:
+            info = self._call(key, "read", dav.info, self._full(key))
+        except PoolWriteError:
+            raise
+        except self._module.ResourceNotFound:
+            return None
+        return _entry(key.rsplit("/", 1)[-1], info)
+
+    def _list(self, key: str) -> list[Entry]:
+        dav = self._client()
+        try:
+            items = self._call(key, "list", dav.ls, self._full(key), detail=True)
+        except self._module.ResourceNotFound:
+            return []
+        out = []
+        for item in items:
+            name = str(item.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
+            if name:
+                out.append(_entry(name, item))
+        return out
+
+    def _get(self, key: str, offset: int, length: int | None, *, cached: bool = False) -> bytes:
+        dav = self._client()
+        headers = {}
+        if length is not None:
+            headers["Range"] = f"bytes={offset}-{offset + max(length, 1) - 1}"
+        elif offset:
+            headers["Range"] = f"bytes={offset}-"
+        response = self._call(
+            key, "read", dav.http.get, dav.join_url(self._full(key)), headers=headers
+        )
+        if response.status_code == 404:
+            raise FileNotFoundError(f"{self.url}/{key}")
+        if response.status_code == 416:  # a range past the end (an empty file)
+            return b""
+        if response.status_code >= 400:
+            raise self._error(_Status(response), key, "read")
+        data = bytes(response.content)
+        if response.status_code == 200 and headers:  # the server ignored the range
+            data = data[offset : None if length is None else offset + length]
+        return data if length is None else data[:length]
+
+    def read(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        """The bytes of ``key`` (one ranged GET of ``max_bytes + 1``), or None if missing."""
+        try:
+            data = self._get(key, 0, None if max_bytes is None else max_bytes + 1)
+        except FileNotFoundError:
+            return None
+        if max_bytes is not None and len(data) > max_bytes:
+            from bgcache.errors import PoolObjectError
+
+            raise PoolObjectError(
+                f"pool '{self.url}': '{key}' holds more than the {max_bytes:,} bytes its kind "
+                "can (damaged or hostile pool): run 'bgcache verify'"
+            )
+        return data
+
+    def _put(self, key: str, data: bytes) -> None:
+        dav = self._client()
+        response = self._call(
+            key, "write to", dav.http.put, dav.join_url(self._full(key)), content=data
+        )
+        if response.status_code >= 400:
+            raise self._error(_Status(response), key, "write to")
+
+    def _move(self, source: str, target: str) -> None:
+        dav = self._client()
+        self._call(
+            target, "write to", dav.move, self._full(source), self._full(target), overwrite=True
+        )
+
+    def _mkdir(self, key: str, *, parents: bool) -> bool:
+        dav = self._client()
+        parts = [p for p in self._full(key).split("/") if p]
+        targets = (
+            ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+            if parents
+            else [self._full(key)]
+        )
+        created = False
+        for target in targets:
+            try:
+                self._call(key, "write to", dav.mkdir, target)
+                created = True
+            except self._module.ResourceAlreadyExists:
+                created = False
+            except PoolWriteError:
+                if parents and self._stat_full(target):
+                    created = False
+                    continue
+                raise
+        return created
+
+    def _stat_full(self, path: str) -> bool:
+        try:
+            self._client().info(path)
+        except Exception:
+            return False
+        return True
+
+    def _remove(self, key: str) -> None:
+        dav = self._client()
+        with contextlib.suppress(self._module.ResourceNotFound):
+            self._call(key, "delete from", dav.remove, self._full(key))
+
+    def _rmdir(self, key: str) -> None:
+        self._remove(key)
+
+
+class _Forbidden:
+    status_code = 403
+
+
+class _Status(Exception):
+    """An HTTP answer that is an error, as :meth:`WebDAVStorage._error` reads it."""
+
+    def __init__(self, response: Any) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _entry(name: str, info: dict[str, Any]) -> Entry:
+    kind = "dir" if info.get("type") == "directory" else "file"
+    modified = info.get("modified")
+    mtime = (
+        float(modified.timestamp())
+        if modified is not None and hasattr(modified, "timestamp")
+        else None
+    )
+    return Entry(name, kind, int(info.get("content_length") or 0), mtime)  # type: ignore[arg-type]
+
+
+__all__ = ["SCHEMES", "WebDAVStorage", "bearer_token", "parse_url"]

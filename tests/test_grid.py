@@ -1,0 +1,302 @@
+"""Pools on the grid: XRootD (``root://``) and WebDAV (``dav://``, as ``davs://`` without TLS)
+on real servers that the tests start on 127.0.0.1.
+
+* XRootD: Debian's ``xrootd`` server (package ``xrootd-server``; ``.ci/run`` installs it),
+  reached through the XRootD client (the ``xrootd`` Python package);
+* WebDAV: wsgidav on cheroot (``tests/webdav_server.py``), behind a stand-in of a storage
+  element's bearer-token check, reached through webdav4.
+
+Each test runs on both (the ``grid`` fixture): build, append, inspect, verify, compare,
+overlay draws, a killed writer and its resume, two shard writers at once, forked readers,
+and the errors (unreachable server, missing pool, a path the server will not let us write,
+and for WebDAV an expired and a read-only token). Each server serves a directory of the
+test's; the pool's files there are compared with a build on a local disk, byte for byte.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bgcache
+from bgcache.build import build_pool
+from bgcache.overlay import PoolOverlay
+from bgcache.store import open_pool
+from bgcache.store.verify import verify_pool
+
+Files = Callable[[object], dict[str, bytes]]  # the pool_files fixture of conftest.py
+SYNTH = bgcache.load_model("synthetic")
+PY = [sys.executable, "-m", "bgcache"]
+sys.path.insert(0, str(Path(__file__).parent))
+from grid_servers import free_port, start_webdav, start_xrootd  # noqa: E402
+
+
+def _xrootd_servers(base: Path) -> Iterator[dict[str, Any]]:
+    """A read-write and a read-only xrootd server. Their directories are under the system's
+    temp directory, not pytest's: as root the server runs as ``xrootd``, which cannot enter
+    pytest's private ``/tmp/pytest-of-root``."""
+    pytest.importorskip(
+        "XRootD", reason="root:// pools need the XRootD client: pip install 'bgcache[xrootd]'"
+    )
+    if shutil.which("xrootd") is None:
+        pytest.skip("no xrootd server: install it with 'apt-get install xrootd-server' (CI does)")
+    procs = []
+    try:
+        proc, port, data = start_xrootd(base / "rw")
+        procs.append(proc)
+        ro_proc, ro_port, _ = start_xrootd(base / "ro", read_only=True)
+        procs.append(ro_proc)
+        yield {
+            "kind": "xrootd",
+            "url": f"root://127.0.0.1:{port}/",
+            "data": data,
+            "ro": f"root://127.0.0.1:{ro_port}/",
+            "env": {},
+        }
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+
+
+def _webdav_server(base: Path) -> Iterator[dict[str, Any]]:
+    """wsgidav behind the token check of ``tests/webdav_server.py``; the tests' token is
+    ``rw-token`` (``$BEARER_TOKEN``), the read-only URL is the same server with ``ro-token``."""
+    pytest.importorskip(
+        "webdav4", reason="davs:// pools need webdav4: pip install 'bgcache[webdav]'"
+    )
+    pytest.importorskip(
+        "wsgidav", reason="the WebDAV tests' server is wsgidav: pip install wsgidav cheroot"
+    )
+    proc, port, data = start_webdav(base)
+    try:
+        yield {
+            "kind": "webdav",
+            "url": f"dav://127.0.0.1:{port}",
+            "data": data,
+            "ro": f"dav://127.0.0.1:{port}",
+            "ro_env": {"BEARER_TOKEN": "ro-token"},
+            "env": {"BEARER_TOKEN": "rw-token"},
+        }
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@pytest.fixture(scope="module", params=["xrootd", "webdav"])
+def grid(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """One storage server of each protocol, with what the tests need to reach it."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix=f"bgcache-{request.param}-"))
+    base.chmod(0o755)
+    try:
+        servers = _xrootd_servers if request.param == "xrootd" else _webdav_server
+        yield from servers(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def server(grid: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    for name, value in grid["env"].items():
+        monkeypatch.setenv(name, value)
+    return grid
+
+
+@pytest.fixture(autouse=True)
+def _short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BGCACHE_REMOTE_TIMEOUT", "10")
+
+
+def test_build_read_append_verify(
+    server: dict[str, Any], tmp_path: Path, pool_files: Files
+) -> None:
+    url = server["url"] + "/pools/demo"
+    r = build_pool(url, model="synthetic", seed=3, events=20, block_events=8)
+    assert (r.blocks_written, r.pool_events) == (3, 20)
+    early = open_pool(url)  # a reader that stays open across the writes below
+    assert early.event(19) == SYNTH.events([(3, 19)])[0]
+    build_pool(url, model="synthetic", seed=3, events=30)  # extend: block 2 becomes full
+    build_pool(url, model="synthetic", seed=8, events=4)  # another stream
+    pool = open_pool(url)
+    assert pool.url == url.replace("//pools", "//pools")
+    assert pool.streams() == {3: [(0, 30)], 8: [(0, 4)]}
+    assert list(pool) == SYNTH.events([(3, i) for i in range(30)]) + SYNTH.events(
+        [(8, i) for i in range(4)]
+    )
+    assert verify_pool(url).ok
+    early.refresh()  # sees what was written since, the replaced root record included
+    assert early.streams() == {3: [(0, 30)], 8: [(0, 4)]}
+    assert early.event_by_key(3, 23) == SYNTH.events([(3, 23)])[0]
+    # the same storage (its files kept open) reads the replaced root record, not the old one
+    assert open_pool(early.storage).record["streams"] == pool.record["streams"]
+    local = tmp_path / "local"
+    build_pool(local, model="synthetic", seed=3, events=30, block_events=8)
+    build_pool(local, model="synthetic", seed=8, events=4)
+    remote = pool_files(server["data"] / "pools" / "demo")
+    expected = pool_files(local)
+    assert {k: remote.get(k) for k in expected} == expected
+    assert not list((server["data"] / "pools" / "demo").rglob("*.partial"))
+
+
+def test_cli_on_the_grid(server: dict[str, Any], cli: Callable[..., Any]) -> None:
+    url = server["url"] + "/pools/cli"
+    built = cli("build", url, "-m", "synthetic", "-n", "12", "--block-events", "4", "-q", "--json")
+    assert built.exit_code == 0, built.stderr
+    inspected = cli("inspect", url, "--json")
+    assert json.loads(inspected.stdout)["events"] == 12
+    verified = cli("verify", url, "-q")
+    assert verified.exit_code == 0 and verified.stdout.startswith("OK")
+    compared = cli("compare", url, url, "--sample", "3", "-q", "--json")
+    assert json.loads(compared.stdout)["occupancy"]["overall"]["ratio"] == 1.0
+
+
+def test_overlay_draws_from_the_grid(server: dict[str, Any]) -> None:
+    url = server["url"] + "/pools/overlay"
+    build_pool(url, model="synthetic", events=24, block_events=8)
+    with PoolOverlay(url, seed=4, job=1, njobs=2) as overlay:
+        events = [overlay.next_event() for _ in range(14)]
+        keys = [overlay.last]
+        assert overlay.stats.from_pool == 12 and overlay.stats.generated == 2
+    pool = open_pool(url)
+    share = [pool.event(p) for p in range(12, 24)]
+    assert all(ev in share for ev in events[:12]) and keys
+
+
+def test_a_killed_writer_resumes_byte_identical(
+    server: dict[str, Any], tmp_path: Path, pool_files: Files
+) -> None:
+    url = server["url"] + "/pools/killed"
+    argv = [*PY, "build", url, "-m", "synthetic", "-n", "96", "--block-events", "4", "-q"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    where = server["data"] / "pools" / "killed"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(where.glob("streams/*/*/zarr.json"))) < 3:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the build finished before it was killed"
+    survived = open_pool(url)
+    assert 0 < len(survived) < 96
+    assert list(survived) == SYNTH.events(
+        [(0, survived.key(p).index) for p in range(len(survived))]
+    )
+    subprocess.run(argv, check=True, timeout=300)
+    local = tmp_path / "local"
+    build_pool(local, model="synthetic", events=96, block_events=4)
+    assert pool_files(where) == pool_files(local)
+    assert verify_pool(url).ok
+
+
+def test_two_shard_writers_at_once(
+    server: dict[str, Any], tmp_path: Path, pool_files: Files
+) -> None:
+    """Both create the pool (the claim decides who writes the root record), then fill their
+    halves of the range at the same time."""
+    url = server["url"] + "/pools/shards"
+    argv = [*PY, "build", url, "-m", "synthetic", "-n", "64", "--block-events", "8", "-q"]
+    procs = [subprocess.Popen([*argv, "--shard", f"{k}/2"]) for k in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    pool = open_pool(url)
+    assert len(pool) == 64 and verify_pool(url).ok
+    local = tmp_path / "local"
+    build_pool(local, model="synthetic", events=64, block_events=8)
+    assert pool_files(server["data"] / "pools" / "shards") == pool_files(local)
+
+
+def test_pool_reads_in_forked_children(server: dict[str, Any]) -> None:
+    """basf2's multiprocessing and DataLoader workers fork after the pool is open (and its
+    files are): each child reads through it within 60 s."""
+    url = server["url"] + "/pools/forked"
+    build_pool(url, model="synthetic", seed=2, events=12, block_events=4)
+    pool = open_pool(url)
+    assert pool.event_by_key(2, 1) == SYNTH.events([(2, 1)])[0]
+    for n in range(5):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child, which exits by itself if it hangs)
+            faulthandler.dump_traceback_later(60, exit=True)
+            try:
+                same = pool.event_by_key(2, 9 - n) == SYNTH.events([(2, 9 - n)])[0]
+                os.write(w, b"ok" if same and len(open_pool(url)) == 12 else b"differs")
+            finally:
+                os._exit(0)
+        os.close(w)
+        os.waitpid(pid, 0)
+        with os.fdopen(r, "rb") as pipe:
+            assert pipe.read() == b"ok", f"forked child {n} did not read the pool within 60 s"
+        assert pool.event_by_key(2, n) == SYNTH.events([(2, n)])[0]  # the parent reads on
+
+
+def _one_line(result: Any) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bgcache: error: "), result.stderr
+    return str(lines[0])
+
+
+def test_errors_are_one_line(
+    server: dict[str, Any], cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = cli("inspect", server["url"] + "/pools/nowhere")
+    assert missing.exit_code == 1 and "does not exist" in _one_line(missing)
+    with monkeypatch.context() as m:
+        for name, value in server.get("ro_env", {}).items():
+            m.setenv(name, value)
+        readable = cli("inspect", server["url"] + "/pools/nowhere")
+        assert "does not exist" in _one_line(readable)  # a read-only token reads
+        denied = cli("build", server["ro"] + "/pools/p", "-m", "synthetic", "-n", "2", "-q")
+    assert denied.exit_code == 1
+    line = _one_line(denied)
+    assert "cannot write to pool" in line
+    assert ("read-only" in line) if server["kind"] == "xrootd" else ("permission denied" in line)
+    scheme = server["url"].split("://")[0]
+    closed = free_port()
+    t0 = time.monotonic()
+    unreachable = subprocess.run(
+        [*PY, "inspect", f"{scheme}://127.0.0.1:{closed}//pools/p"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "BGCACHE_REMOTE_TIMEOUT": "2"},
+    )
+    assert unreachable.returncode == 1
+    assert "the server does not answer" in _one_line(unreachable)
+    assert time.monotonic() - t0 < 60
+    bad = cli("inspect", f"{scheme}://127.0.0.1")
+    assert (bad.exit_code == 2 and "names no path" in _one_line(bad)) or "expected" in bad.stderr
+
+
+def test_expired_and_missing_tokens_are_refused(
+    server: dict[str, Any], cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """WLCG tokens: an expired one and none at all get one line that says to renew it; the
+    token in a file ($BEARER_TOKEN_FILE) works as the variable does; no error line shows it."""
+    if server["kind"] != "webdav":
+        pytest.skip("the XRootD test server runs without authentication (ztn needs a token issuer)")
+    url = server["url"] + "/pools/tokens"
+    monkeypatch.setenv("BEARER_TOKEN", "expired-token")
+    expired = cli("build", url, "-m", "synthetic", "-n", "2", "-q")
+    assert expired.exit_code == 1
+    line = _one_line(expired)
+    assert "credentials refused (HTTP 401)" in line and "renew" in line
+    assert "expired-token" not in line
+    monkeypatch.delenv("BEARER_TOKEN")
+    monkeypatch.setenv("BEARER_TOKEN_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    none = cli("inspect", url)
+    assert none.exit_code == 1 and "HTTP 401" in _one_line(none)
+    (tmp_path / "token").write_text("rw-token\n")
+    monkeypatch.setenv("BEARER_TOKEN_FILE", str(tmp_path / "token"))
+    built = cli("build", url, "-m", "synthetic", "-n", "2", "-q")
+    assert built.exit_code == 0, built.stderr
