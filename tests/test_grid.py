@@ -300,3 +300,19 @@ def test_expired_and_missing_tokens_are_refused(
     monkeypatch.setenv("BEARER_TOKEN_FILE", str(tmp_path / "token"))
     built = cli("build", url, "-m", "synthetic", "-n", "2", "-q")
     assert built.exit_code == 0, built.stderr
+
+
+def test_gc_on_the_grid(server: dict[str, Any]) -> None:
+    """The superseded short block goes (marker first, then its directories); the pool reads
+    the same."""
+    from bgcache.store.gc import collect_garbage
+
+    url = server["url"] + "/pools/gc"
+    build_pool(url, model="synthetic", events=20, block_events=8)
+    build_pool(url, model="synthetic", events=24)
+    done = collect_garbage(url, now=time.time() + 2 * 86400)
+    assert [r["path"] for r in done.removed] == ["streams/0000000000000000/2~4"]
+    assert not (server["data"] / "pools" / "gc" / "streams" / "0000000000000000" / "2~4").exists()
+    pool = open_pool(url)
+    assert list(pool) == SYNTH.events([(0, i) for i in range(24)])
+    assert verify_pool(pool).ok and not verify_pool(pool).warnings
