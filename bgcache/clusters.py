@@ -51,8 +51,9 @@ def cluster_labels(pixel: np.ndarray, lookup: np.ndarray | None = None) -> np.nd
     Args:
         pixel: packed pixel indices, sorted and unique (an event's ``pixel_index``).
         lookup: an int32 array of :data:`LOOKUP_SIZE` values, all -1 (left so on return):
-            neighbours are then found by a table lookup instead of binary searches (~5x
-            faster; :class:`ClusterStatistics` keeps one).
+            neighbours are then found by a table lookup instead of binary searches
+            (measured on a full-size event: 21 ms instead of 38 ms for the whole
+            clustering; :class:`ClusterStatistics` keeps one).
 
     Example:
         >>> # (u,v) = (0,0) and (1,1) touch at a corner; (0,5), (1,767) and (3,0) stand alone

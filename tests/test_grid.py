@@ -316,3 +316,19 @@ def test_gc_on_the_grid(server: dict[str, Any]) -> None:
     pool = open_pool(url)
     assert list(pool) == SYNTH.events([(0, i) for i in range(24)])
     assert verify_pool(pool).ok and not verify_pool(pool).warnings
+
+
+def test_torch_dataloader_workers_read_the_grid(server: dict[str, Any]) -> None:
+    """A PyTorch Dataset over a grid pool, read by two forked DataLoader workers."""
+    pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from bgcache.adapters.torch import PoolDataset, collate_sparse
+
+    url = server["url"] + "/pools/torch"
+    build_pool(url, model="synthetic", seed=5, events=10, block_events=4)
+    data = PoolDataset(url)
+    data[0]  # the pool is open in the parent before the workers fork
+    loader = DataLoader(data, batch_size=3, num_workers=2, collate_fn=collate_sparse)
+    keys = [k for batch in loader for k in batch["key"]]
+    assert keys == [open_pool(url).key(p) for p in range(10)]
