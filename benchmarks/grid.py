@@ -36,13 +36,16 @@ from grid_servers import start_webdav, start_xrootd  # noqa: E402
 
 from bgcache.build import build_pool  # noqa: E402
 from bgcache.overlay import PoolOverlay  # noqa: E402
-from bgcache.store import remote  # noqa: E402
 from bgcache.store import storage as local_storage  # noqa: E402
+from bgcache.store.webdav import WebDAVStorage  # noqa: E402
+from bgcache.store.xrootd import XRootDStorage  # noqa: E402
 
-#: The primitives counted as requests, per backend class.
+#: The calls counted as requests, per backend class: the local reads and listings (each a
+#: system call or two), and each protocol's primitives (each one request to the server).
 COUNTED = {
     local_storage.LocalStorage: ("read", "read_range", "children"),
-    remote.RemoteStorage: ("_stat", "_list", "_get"),
+    XRootDStorage: ("_stat", "_list", "_get"),
+    WebDAVStorage: ("_stat", "_list", "_get"),
 }
 CALLS: Counter[str] = Counter()
 
