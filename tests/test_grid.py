@@ -332,3 +332,22 @@ def test_torch_dataloader_workers_read_the_grid(server: dict[str, Any]) -> None:
     loader = DataLoader(data, batch_size=3, num_workers=2, collate_fn=collate_sparse)
     keys = [k for batch in loader for k in batch["key"]]
     assert keys == [open_pool(url).key(p) for p in range(10)]
+
+
+def test_dask_workers_write_to_the_grid(
+    server: dict[str, Any], tmp_path: Path, pool_files: Files
+) -> None:
+    """Each block a task on a Dask worker process, which writes it to the server."""
+    pytest.importorskip("distributed")
+    from dask.distributed import LocalCluster
+
+    url = server["url"] + "/pools/dask"
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        r = build_pool(
+            url, model="synthetic", events=32, block_events=8, scheduler=cluster.scheduler_address
+        )
+    assert (r.blocks_written, r.pool_events) == (4, 32)
+    build_pool(tmp_path / "local", model="synthetic", events=32, block_events=8)
+    assert pool_files(server["data"] / "pools" / "dask") == pool_files(tmp_path / "local")
