@@ -39,6 +39,14 @@ import numpy as np
 
 from bgcache._version import __version__
 from bgcache.block_tasks import BuildResult, BuildRun, Progress
+from bgcache.build import (
+    MAX_BUILD_BLOCKS,
+    block_range,
+    build_inline,
+    parse_shard,
+    plan_todo,
+    run_blocks,
+)
 from bgcache.errors import (
     BgcacheError,
     ImportSourceError,
@@ -577,15 +585,6 @@ def import_pool(
         ImportSourceError: a file that cannot be imported (names it, and the entry).
         PoolMismatchError: the pool holds generated events or another import.
     """
-    from bgcache.build import (
-        MAX_BUILD_BLOCKS,
-        block_range,
-        build_inline,
-        parse_shard,
-        plan_todo,
-        run_blocks,
-    )
-
     t_start = time.perf_counter()
     seed = validate_seed(seed)
     if block_events is not None and (
