@@ -204,9 +204,23 @@ class RemoteStorage:
 
     # -- writing ---------------------------------------------------------------------------
     def _parent_for(self, key: str) -> None:
+        """Create the directory a write into ``key`` needs, once per process and directory
+        (a build writes many objects into each; directories are removed only by ``gc``,
+        from superseded blocks that no build writes again)."""
         parent = key.rsplit("/", 1)[0] if "/" in key else ""
-        if parent:
+        if not parent:
+            return
+        made = self._made_dirs()
+        if parent not in made:
             self._mkdir(parent, parents=True)
+            made.add(parent)
+
+    def _made_dirs(self) -> set[str]:
+        mine: tuple[int, set[str]] | None = getattr(self, "_made", None)
+        if mine is None or mine[0] != os.getpid():
+            mine = (os.getpid(), set())
+            self._made = mine
+        return mine[1]
 
     def write(self, key: str, data: bytes) -> None:
         """Replace ``key`` with ``data`` atomically (a partial object renamed over it).

@@ -256,7 +256,10 @@ class WebDAVStorage(RemoteStorage):
             except self._module.ResourceAlreadyExists:
                 created = False
             except PoolWriteError:
-                if parents and self._stat_full(target):
+                # two MKCOLs of one name at once: a server that checks before it creates
+                # (wsgidav) may answer the second with an error instead of 405; the
+                # directory exists, made by the other writer, and this call did not make it
+                if self._stat_full(target):
                     created = False
                     continue
                 raise
