@@ -134,25 +134,21 @@ class RemoteStorage:
         return "dir" if any(not is_transient(e.name) for e in self._list("")) else "empty"
 
     def read(self, key: str, max_bytes: int | None = None) -> bytes | None:
-        """The bytes of ``key``, or None if it does not exist.
+        """The bytes of ``key``, or None if it does not exist: one version of it, read through
+        one open file or one request (a stat and then a read by name could see two versions
+        of a document that a concurrent writer replaces, and return a mix of them).
 
         Raises:
             PoolObjectError: it is not a file, or holds more than ``max_bytes``.
         """
-        entry = self._stat(key)
-        if entry is None:
-            return None
-        if entry.kind != "file":
-            raise PoolObjectError(
-                f"pool '{self.url}': '{key}' is not a file ({entry.kind}); a pool holds only "
-                "files and directories where bgcache writes them: run 'bgcache verify'"
-            )
-        if max_bytes is not None and entry.size > max_bytes:
-            raise PoolObjectError(
-                f"pool '{self.url}': '{key}' holds {entry.size:,} bytes, more than the "
-                f"{max_bytes:,} its kind can (damaged or hostile pool): run 'bgcache verify'"
-            )
-        return self._get(key, 0, entry.size) if entry.size else b""
+        raise NotImplementedError
+
+    def _too_big(self, key: str, size: int | None, max_bytes: int) -> PoolObjectError:
+        held = "more than" if size is None else f"{size:,} bytes, more than"
+        return PoolObjectError(
+            f"pool '{self.url}': '{key}' holds {held} the {max_bytes:,} bytes its kind can "
+            "(damaged or hostile pool): run 'bgcache verify'"
+        )
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         """``length`` bytes of ``key`` from ``offset`` (negative: from the end).

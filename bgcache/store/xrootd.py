@@ -27,7 +27,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from bgcache.errors import MissingDependencyError, PoolWriteError, UsageError
+from bgcache.errors import MissingDependencyError, PoolObjectError, PoolWriteError, UsageError
 from bgcache.store.remote import Entry, RemoteStorage, remote_timeout
 
 #: Files kept open per process (shards and counts of the blocks being read).
@@ -180,6 +180,36 @@ class XRootDStorage(RemoteStorage):
             if not status.ok:
                 raise self._error(status, key, "read")
         return bytes(data)
+
+    def read(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        """The bytes of ``key`` (None if missing), its size taken from the open file, so the
+        read is of the one version that was opened."""
+        self._filesystem()
+        f = self._client.File()
+        status, _ = f.open(f"{self.server}/{self._full(key)}", timeout=self._timeout)
+        if not status.ok:
+            if status.errno == _NOT_FOUND:
+                return None
+            if status.errno == _IS_DIR:
+                raise PoolObjectError(
+                    f"pool '{self.url}': '{key}' is a directory, not a file: run 'bgcache verify'"
+                )
+            raise self._error(status, key, "read")
+        try:
+            status, info = f.stat(timeout=self._timeout)
+            if not status.ok:
+                raise self._error(status, key, "read")
+            size = int(info.size)
+            if max_bytes is not None and size > max_bytes:
+                raise self._too_big(key, size, max_bytes)
+            if not size:
+                return b""
+            status, data = f.read(0, size, timeout=self._timeout)
+            if not status.ok:
+                raise self._error(status, key, "read")
+            return bytes(data)
+        finally:
+            f.close(timeout=self._timeout)
 
     def _read_once(self, key: str, offset: int, length: int | None) -> bytes:
         self._filesystem()
