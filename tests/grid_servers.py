@@ -48,21 +48,29 @@ def start_xrootd(
         argv += ["-R", "xrootd"]
     with (base / "xrootd.out").open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=base)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port, data
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
+    if _listening(proc, port):
+        return proc, port, data
     proc.kill()
     log = base / "xrootd.log"
     said = (base / "xrootd.out").read_text()[-1000:] + (
         log.read_text()[-1000:] if log.exists() else ""
     )
     raise RuntimeError(f"xrootd did not start: {said}")
+
+
+def _listening(proc: subprocess.Popen[bytes], port: int, seconds: float = 30) -> bool:
+    """Whether the server ``proc`` accepts connections on ``port`` within ``seconds``
+    (False as soon as it exits)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            if proc.poll() is not None:
+                return False
+            time.sleep(0.1)
+    return False
 
 
 def start_webdav(
@@ -79,14 +87,7 @@ def start_webdav(
     )
     with (base / "webdav.out").open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port, data
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
+    if _listening(proc, port):
+        return proc, port, data
     proc.kill()
     raise RuntimeError(f"wsgidav did not start: {(base / 'webdav.out').read_text()[-2000:]}")
