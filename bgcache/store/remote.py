@@ -89,9 +89,9 @@ class RemoteStorage:
     def _list(self, key: str) -> list[Entry]:
         raise NotImplementedError
 
-    def _get(self, key: str, offset: int, length: int | None, *, cached: bool = False) -> bytes:
-        """Bytes of ``key``; ``cached``: the object's content never changes once written
-        (block columns), so a backend may keep the file open between reads."""
+    def _get(self, key: str, offset: int, length: int | None) -> bytes:
+        """Bytes of ``key``: a range of a block column, whose content never changes once
+        written, so a backend may keep the file open between reads."""
         raise NotImplementedError
 
     def _put(self, key: str, data: bytes) -> None:
@@ -161,7 +161,7 @@ class RemoteStorage:
             if size is None:
                 raise FileNotFoundError(f"{self.url}/{key}")
             offset = max(size + offset, 0)
-        return self._get(key, offset, length, cached=True)  # ranges: only of block columns
+        return self._get(key, offset, length)
 
     def size(self, key: str) -> int | None:
         """Size of the file ``key`` (None if missing)."""

@@ -193,7 +193,7 @@ class WebDAVStorage(RemoteStorage):
                 out.append(_entry(name, item))
         return out
 
-    def _get(self, key: str, offset: int, length: int | None, *, cached: bool = False) -> bytes:
+    def _get(self, key: str, offset: int, length: int | None) -> bytes:
         dav = self._client()
         headers = {}
         if length is not None:

@@ -148,6 +148,24 @@ class XRootDStorage(RemoteStorage):
             raise self._error(status, key, "list")
         return [_entry(item.name, item.statinfo) for item in listing]
 
+    def _open_new(self, key: str) -> Any:
+        """A newly opened file of ``key`` for reading.
+
+        Raises:
+            FileNotFoundError: it does not exist. PoolObjectError: it is a directory.
+        """
+        f = self._client.File()
+        status, _ = f.open(f"{self.server}/{self._full(key)}", timeout=self._timeout)
+        if not status.ok:
+            if status.errno == _NOT_FOUND:
+                raise FileNotFoundError(f"{self.url}/{key}")
+            if status.errno == _IS_DIR:
+                raise PoolObjectError(
+                    f"pool '{self.url}': '{key}' is a directory, not a file: run 'bgcache verify'"
+                )
+            raise self._error(status, key, "read")
+        return f
+
     def _open(self, key: str) -> Any:
         self._filesystem()
         with self._lock:
@@ -155,12 +173,7 @@ class XRootDStorage(RemoteStorage):
             if f is not None:
                 self._files.move_to_end(key)
                 return f
-        f = self._client.File()
-        status, _ = f.open(f"{self.server}/{self._full(key)}", timeout=self._timeout)
-        if not status.ok:
-            if status.errno == _NOT_FOUND:
-                raise FileNotFoundError(f"{self.url}/{key}")
-            raise self._error(status, key, "read")
+        f = self._open_new(key)
         with self._lock:
             self._files[key] = f
             while len(self._files) > OPEN_FILES:
@@ -168,9 +181,7 @@ class XRootDStorage(RemoteStorage):
                 old.close(timeout=self._timeout)
         return f
 
-    def _get(self, key: str, offset: int, length: int | None, *, cached: bool = False) -> bytes:
-        if not cached:  # a document that is replaced (root record): read by name, now
-            return self._read_once(key, offset, length)
+    def _get(self, key: str, offset: int, length: int | None) -> bytes:
         f = self._open(key)
         status, data = f.read(offset, length or 0, timeout=self._timeout)
         if not status.ok:  # the handle went stale (the server restarted): open it again
@@ -185,16 +196,10 @@ class XRootDStorage(RemoteStorage):
         """The bytes of ``key`` (None if missing), its size taken from the open file, so the
         read is of the one version that was opened."""
         self._filesystem()
-        f = self._client.File()
-        status, _ = f.open(f"{self.server}/{self._full(key)}", timeout=self._timeout)
-        if not status.ok:
-            if status.errno == _NOT_FOUND:
-                return None
-            if status.errno == _IS_DIR:
-                raise PoolObjectError(
-                    f"pool '{self.url}': '{key}' is a directory, not a file: run 'bgcache verify'"
-                )
-            raise self._error(status, key, "read")
+        try:
+            f = self._open_new(key)
+        except FileNotFoundError:
+            return None
         try:
             status, info = f.stat(timeout=self._timeout)
             if not status.ok:
@@ -205,22 +210,6 @@ class XRootDStorage(RemoteStorage):
             if not size:
                 return b""
             status, data = f.read(0, size, timeout=self._timeout)
-            if not status.ok:
-                raise self._error(status, key, "read")
-            return bytes(data)
-        finally:
-            f.close(timeout=self._timeout)
-
-    def _read_once(self, key: str, offset: int, length: int | None) -> bytes:
-        self._filesystem()
-        f = self._client.File()
-        status, _ = f.open(f"{self.server}/{self._full(key)}", timeout=self._timeout)
-        if not status.ok:
-            if status.errno == _NOT_FOUND:
-                raise FileNotFoundError(f"{self.url}/{key}")
-            raise self._error(status, key, "read")
-        try:
-            status, data = f.read(offset, length or 0, timeout=self._timeout)
             if not status.ok:
                 raise self._error(status, key, "read")
             return bytes(data)
