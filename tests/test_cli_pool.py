@@ -369,6 +369,19 @@ def test_build_summary_and_progress_read_as_plain_numbers(tmp_path: Path, cli: I
     assert "skipped    8 events in 1 block that were already complete" in again.stdout
 
 
+def test_progress_bar_off_a_terminal_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """In a log the bar's last frame is one line: at rich's default 80 columns a count of
+    100000 events wrapped it in two (CI's Ctrl-C test then saw three stderr lines)."""
+    from bgcache.cli._output import event_progress
+
+    progress = event_progress()
+    task_id = progress.add_task("building ieagan-checkpoint-name", total=100_000_000)
+    with progress:
+        progress.update(task_id, completed=12_345_678)
+    frame = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(frame) == 1 and "12345678/100000000" in frame[0] and "ETA" in frame[0], frame
+
+
 def test_progress_rate_is_the_average_since_the_start() -> None:
     """rich's own speed is a recent window: with workers finishing blocks at once it showed
     bursts (1.64e+03 events/s beside a 90.5 events/s summary)."""

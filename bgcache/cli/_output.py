@@ -90,6 +90,9 @@ def status(message: str, *, quiet: bool = False) -> Iterator[Callable[[str], Non
         yield lambda line: spinner.update(f"{message} {line}")
 
 
+_LOG_WIDTH = 512  # columns of a progress frame off a terminal: wide enough never to wrap
+
+
 class RateColumn(ProgressColumn):
     """Items (events, blocks) per second of a progress task."""
 
@@ -109,7 +112,15 @@ class RateColumn(ProgressColumn):
 
 
 def event_progress(*, quiet: bool = False, unit: str = "events") -> Progress:
-    """A progress bar on stderr with count, rate (``unit``/s), elapsed time and ETA."""
+    """A progress bar on stderr with count, rate (``unit``/s), elapsed time and ETA.
+
+    Off a terminal (a log, a pipe) rich draws only the last frame, at the end, and at its
+    default 80 columns a long count wrapped it over two lines; there it is one line as wide as
+    it needs, so a log holds one record of the bar.
+    """
+    console = stderr_console()
+    if not console.is_terminal:
+        console.width = _LOG_WIDTH
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -119,7 +130,7 @@ def event_progress(*, quiet: bool = False, unit: str = "events") -> Progress:
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=stderr_console(),
+        console=console,
         disable=quiet,
     )
 
