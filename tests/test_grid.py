@@ -220,43 +220,127 @@ def test_two_shard_writers_at_once(
 
 
 def test_a_reader_never_sees_half_of_a_replaced_document(server: dict[str, Any]) -> None:
-    """A writer replaces the root document with versions of other lengths (as every writer
-    rewrites the root record's summary) while a reader reads it: every read is one whole
-    version, never a mix and never "missing". A stat followed by a read by name failed this
-    on XRootD (two shard writers saw invalid JSON); on wsgidav a GET during the MOVE gets
-    404 or 500, which the reader tries again."""
+    """Two writers replace the root document with versions of other lengths (as every
+    writer rewrites the root record's summary when it ends) while a reader reads it: no
+    write fails, and every read is one whole version, never a mix and never "missing".
+
+    A stat followed by a read by name failed this on XRootD (two shard writers saw invalid
+    JSON). wsgidav's MOVE deletes the target before it renames and takes a GET's length from
+    the old version and its bytes from the new: before the reads told torn answers from
+    settled ones, a GET meanwhile got 404, 500 or a cut document, and a second writer's MOVE
+    failed with 500 on the target the first had deleted (101 of 450 writes); a GET whose
+    body was shorter than its Content-Length waited for the timeout."""
     import threading
 
     from bgcache.store.pool import open_storage
 
-    if server["kind"] == "webdav":
-        pytest.skip(
-            "wsgidav's MOVE over an existing file deletes it and then renames: a GET meanwhile "
-            "got 404, 500 or, once in ~20 runs, other bytes; docs/format.md says so (open)"
-        )
-    writer = open_storage(server["url"] + "/pools/replaced")
-    reader = open_storage(server["url"] + "/pools/replaced")
-    versions = [json.dumps({"v": i, "pad": "x" * (i * 37 % 900)}).encode() for i in range(40)]
-    writer.check_writable()  # creates the location, as a build does first
-    writer.write("zarr.json", versions[0])
+    url = server["url"] + "/pools/replaced"
+    first = open_storage(url)
+    first.check_writable()  # creates the location, as a build does first
+    first.write("zarr.json", b'{"v": "first"}')
+    first.write("streams/zarr.json", b'{"kind": "streams"}')  # a pool's, made after the root
+    versions = {b'{"v": "first"}'}
+    batches = [
+        [json.dumps({"w": w, "v": i, "pad": "x" * (i * 37 % 900)}).encode() for i in range(80)]
+        for w in range(2)
+    ]
+    for batch in batches:
+        versions.update(batch)
     stop = threading.Event()
     seen: list[bytes | None] = []
+    failed: list[BaseException] = []
 
     def read() -> None:
+        reader = open_storage(url)
         while not stop.is_set():
             seen.append(reader.read("zarr.json", 1 << 20))
 
-    thread = threading.Thread(target=read)
-    thread.start()
-    try:
-        for data in versions[1:]:
-            writer.write("zarr.json", data)
-    finally:
-        stop.set()
+    def write(batch: list[bytes]) -> None:
+        writer = open_storage(url)
+        try:
+            for data in batch:
+                writer.write("zarr.json", data)
+        except BaseException as exc:
+            failed.append(exc)
+
+    readers = [threading.Thread(target=read)]
+    writers = [threading.Thread(target=write, args=(b,)) for b in batches]
+    for thread in readers + writers:
+        thread.start()
+    for thread in writers:
         thread.join()
-    assert seen
+    stop.set()
+    readers[0].join()
+    assert not failed, failed
+    assert len(seen) > 20
     assert None not in seen, "a read found no document while it was being replaced"
     assert all(data in versions for data in seen), "a read returned a mix of two versions"
+    assert first.read("zarr.json") in {batches[0][-1], batches[1][-1]}
+    assert not [n for n in first.children("") if n.endswith(".partial")], "partials left"
+
+
+def test_a_rename_whose_answer_failed_is_not_repeated(
+    server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename the server did but answered with an error (the answer lost) counts as done:
+    the partial object is gone. One that failed with the partial still there is repeated;
+    one that keeps failing is reported, and its partial removed."""
+    from bgcache.store import remote
+    from bgcache.store.pool import open_storage
+
+    storage = open_storage(server["url"] + "/pools/renamed")
+    storage.check_writable()
+    real = storage._move
+    calls: list[str] = []
+
+    def moved_then_failed(source: str, target: str) -> None:
+        calls.append(source)
+        real(source, target)
+        raise remote.TransientServerError("HTTP 502 (a proxy lost the answer)")
+
+    monkeypatch.setattr(storage, "_move", moved_then_failed)
+    storage.write("doc.json", b"1")
+    assert len(calls) == 1 and storage.read("doc.json") == b"1"
+
+    def failed(source: str, target: str) -> None:
+        calls.append(source)
+        raise remote.TransientServerError("HTTP 500")
+
+    monkeypatch.setattr(storage, "_move", failed)
+    monkeypatch.setattr(remote, "MOVE_RETRIES", 2)
+    with pytest.raises(remote.TransientServerError):
+        storage.write("doc.json", b"2")
+    assert len(calls) == 1 + 3 and storage.read("doc.json") == b"1"
+    assert not [n for n in storage.children("") if n.endswith(".partial")]
+
+
+def test_a_missing_or_damaged_root_record_is_told_at_once(
+    server: dict[str, Any], cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reads that wait out a replacement believe a missing root record at once where no
+    pool exists yet, and a damaged one once two reads agree; only a root record missing
+    from an existing pool (its streams group there) is waited for, REPLACE_WAIT seconds."""
+    from bgcache.store import webdav
+    from bgcache.store.pool import open_storage
+
+    url = server["url"] + "/pools/settled"
+    storage = open_storage(url)
+    storage.check_writable()
+    start = time.monotonic()
+    assert storage.read("zarr.json") is None  # a new pool: no streams group yet
+    storage.write("zarr.json", b'{"format": "bgcache-po')  # damaged: cut
+    storage.write("streams/zarr.json", b'{"kind": "streams"}')
+    assert storage.read("zarr.json") == b'{"format": "bgcache-po'
+    assert time.monotonic() - start < 5
+    damaged = cli("inspect", url)
+    assert damaged.exit_code == 1 and "not valid JSON" in _one_line(damaged)
+    if server["kind"] != "webdav":
+        return
+    monkeypatch.setattr(webdav, "REPLACE_WAIT", 1.0)
+    storage.delete("zarr.json")  # removed from an existing pool: waited for, then missing
+    start = time.monotonic()
+    assert storage.read("zarr.json") is None
+    assert 1.0 <= time.monotonic() - start < 5
 
 
 def test_pool_reads_in_forked_children(server: dict[str, Any]) -> None:

@@ -9,7 +9,13 @@ the two operations the pool's crash-safety and multi-writer contract needs:
 * ``write`` is an atomic replace: the bytes go to ``<key>.<uuid>.partial`` and are renamed
   over the key (XRootD ``mv``, WebDAV ``MOVE`` with ``Overwrite: T``), so a reader sees the
   old object or the new one, and a killed writer leaves only ``*.partial`` objects, which
-  readers ignore and ``bgcache gc`` removes;
+  readers ignore and ``bgcache gc`` removes. A rename the server fails (HTTP 5xx: wsgidav
+  and Apache's mod_dav delete the target first, and a second writer's MOVE then fails on
+  the target the first one deleted) is repeated while the partial object, whose name only
+  this writer knows, is still there; once it is gone the rename happened. Where the rename
+  itself is not atomic, the backend's ``read`` of the root record, the one document
+  written more than once, tells a torn read from a missing or damaged record (see
+  :mod:`bgcache.store.webdav`);
 * ``write_new`` (create-if-absent: the root, the streams group, each stream) needs one
   operation that fails when its target exists. Neither protocol has a rename that refuses
   to overwrite atomically (XRootD ``mv`` overwrites; WebDAV ``Overwrite: F`` is a check
@@ -47,6 +53,8 @@ from bgcache.store.storage import PROBE_PREFIX, State, is_transient
 CLAIM_WAIT = 60.0
 #: Suffix of a create-if-absent claim (a directory; transient, like a partial file).
 CLAIM_SUFFIX = ".claim" + PARTIAL_SUFFIX
+#: Times a rename that the server failed is tried again (its source still there).
+MOVE_RETRIES = 5
 #: Seconds a request may take before it fails (connect, read, write):
 #: ``$BGCACHE_REMOTE_TIMEOUT`` or 60.
 DEFAULT_TIMEOUT = 60.0
@@ -60,6 +68,12 @@ def remote_timeout() -> float:
     except ValueError:
         value = DEFAULT_TIMEOUT
     return value if value > 0 else DEFAULT_TIMEOUT
+
+
+class TransientServerError(PoolWriteError):
+    """A server's failure that a repeat of the request may not meet: HTTP 5xx, or an
+    answer cut short. Readers and writers of :class:`RemoteStorage` try again where that
+    is safe; one that stays is reported as the :class:`PoolWriteError` it is."""
 
 
 @dataclass(frozen=True)
@@ -228,10 +242,24 @@ class RemoteStorage:
         tmp = f"{key}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
         self._put(tmp, data)
         try:
-            self._move(tmp, key)
+            self._replace(tmp, key)
         except BaseException:
             self._forget(tmp)
             raise
+
+    def _replace(self, tmp: str, key: str) -> None:
+        """Rename ``tmp`` over ``key``; a rename the server failed is tried again while
+        ``tmp`` is there (see the module docstring), and done once it is gone."""
+        for attempt in range(MOVE_RETRIES + 1):
+            try:
+                self._move(tmp, key)
+                return
+            except TransientServerError:
+                if self._stat(tmp) is None:  # renamed, only the answer failed
+                    return
+                if attempt == MOVE_RETRIES:
+                    raise
+            time.sleep(0.02 * 2**attempt)
 
     def _forget(self, key: str) -> None:
         with contextlib.suppress(OSError, PoolWriteError):  # a partial object: gc removes it
@@ -299,4 +327,12 @@ class RemoteStorage:
         self.check_writable()
 
 
-__all__ = ["CLAIM_SUFFIX", "CLAIM_WAIT", "Entry", "RemoteStorage", "remote_timeout"]
+__all__ = [
+    "CLAIM_SUFFIX",
+    "CLAIM_WAIT",
+    "MOVE_RETRIES",
+    "Entry",
+    "RemoteStorage",
+    "TransientServerError",
+    "remote_timeout",
+]

@@ -20,6 +20,7 @@ Every request has the timeout :func:`~bgcache.store.remote.remote_timeout`
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import ssl
 import time
@@ -28,14 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from bgcache.errors import MissingDependencyError, PoolWriteError, UsageError
-from bgcache.store.format import ZARR_JSON
-from bgcache.store.remote import Entry, RemoteStorage, remote_timeout
+from bgcache.store.format import STREAMS_DOCUMENT, ZARR_JSON
+from bgcache.store.remote import Entry, RemoteStorage, TransientServerError, remote_timeout
 
 #: Clients a forked child inherited from its parent (see ``WebDAVStorage._client``).
 _INHERITED: list[Any] = []
 
-#: Times a read that met a server error, or a missing root record, is tried again.
+#: Times a read that met a server error is tried again.
 RETRIES = 3
+#: Seconds a read of the root record waits for a replacement of it under way to end.
+REPLACE_WAIT = 10.0
 
 #: URL schemes of WebDAV pools and the HTTP scheme each stands for.
 SCHEMES = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
@@ -151,7 +154,10 @@ class WebDAVStorage(RemoteStorage):
                 "$BGCACHE_REMOTE_TIMEOUT)"
             )
         detail = f"HTTP {status}" if status else type(exc).__name__
-        return PoolWriteError(f"cannot {doing} {where}: {detail}")
+        message = f"cannot {doing} {where}: {detail}"
+        if (status or 0) >= 500 or isinstance(exc, httpx.RemoteProtocolError):
+            return TransientServerError(message)  # tried again where that is safe
+        return PoolWriteError(message)
 
     def _call(self, key: str, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         import httpx
@@ -193,53 +199,117 @@ class WebDAVStorage(RemoteStorage):
                 out.append(_entry(name, item))
         return out
 
-    def _get(self, key: str, offset: int, length: int | None) -> bytes:
+    def _get(self, key: str, offset: int, length: int | None, *, close: bool = False) -> bytes:
+        """Bytes of ``key`` by one GET; ``close`` asks the server to close the connection
+        after it, so a body shorter than its ``Content-Length`` is an error at once."""
+        import httpx
+
         dav = self._client()
-        headers = {}
+        headers = {"Connection": "close"} if close else {}
         if length is not None:
             headers["Range"] = f"bytes={offset}-{offset + max(length, 1) - 1}"
         elif offset:
             headers["Range"] = f"bytes={offset}-"
-        response = self._call(
-            key, "read", dav.http.get, dav.join_url(self._full(key)), headers=headers
-        )
+        try:
+            response = dav.http.get(dav.join_url(self._full(key)), headers=headers)
+        except httpx.HTTPError as exc:  # a body cut before its Content-Length: transient
+            raise self._error(exc, key, "read") from None
         if response.status_code == 404:
             raise FileNotFoundError(f"{self.url}/{key}")
         if response.status_code == 416:  # a range past the end (an empty file)
             return b""
-        if response.status_code >= 500:
-            raise _ServerError(str(self._error(_Status(response), key, "read")))
         if response.status_code >= 400:
             raise self._error(_Status(response), key, "read")
         data = bytes(response.content)
-        if response.status_code == 200 and headers:  # the server ignored the range
+        if response.status_code == 200 and "Range" in headers:  # the server ignored it
             data = data[offset : None if length is None else offset + length]
         return data if length is None else data[:length]
 
     def read(self, key: str, max_bytes: int | None = None) -> bytes | None:
         """The bytes of ``key`` (one ranged GET of ``max_bytes + 1``), or None if missing.
 
-        A MOVE over an existing document is not atomic on every server: wsgidav deletes the
-        target and then renames, so a GET meanwhile gets 404 or 500 (measured in
-        ``tests/test_grid.py``). A server error is therefore tried again (:data:`RETRIES`
-        times, a short pause between), and so is a missing root record, the one document a
-        writer replaces in place; a GET returns one whole version or nothing.
+        A server error (5xx) or an answer cut short is tried again, :data:`RETRIES` times
+        with a short pause between; the root record is read by :meth:`_read_root_record`.
         """
-        for attempt in range(RETRIES + 1):
-            last = attempt == RETRIES
-            try:
-                data = self._get(key, 0, None if max_bytes is None else max_bytes + 1)
-                break
-            except FileNotFoundError:
-                if last or key != ZARR_JSON:
-                    return None
-            except _ServerError:
-                if last:
-                    raise
-            time.sleep(0.05 * (attempt + 1))
-        if max_bytes is not None and len(data) > max_bytes:
+        length = None if max_bytes is None else max_bytes + 1
+        root = key == ZARR_JSON
+        data = self._read_root_record(length) if root else self._read_once(key, length)
+        if data is not None and max_bytes is not None and len(data) > max_bytes:
             raise self._too_big(key, None, max_bytes)
         return data
+
+    def _read_once(self, key: str, length: int | None) -> bytes | None:
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._get(key, 0, length)
+            except FileNotFoundError:
+                return None
+            except TransientServerError:
+                if attempt == RETRIES:
+                    raise
+            time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_root_record(self, length: int | None) -> bytes | None:
+        """One whole version of the root record, the one document writers replace.
+
+        A ``MOVE`` over an existing document is not atomic on every server (RFC 4918 lets
+        it delete the target first; wsgidav and Apache's mod_dav do), and a server may take
+        a file's length from one version and its bytes from the next. A ``GET`` that
+        overlaps a replacement can therefore find nothing (404), fail (5xx), send fewer
+        bytes than its ``Content-Length`` (then waits: the request asks the server to close
+        the connection after the answer, so the cut is seen at once instead of after the
+        timeout), or send the new version cut at the old one's length. Each version is a
+        whole file renamed into place, never written in place, so a complete JSON document
+        is one whole version (a strict prefix of a JSON object is never one), and the other
+        answers are told apart:
+
+        * 404: the streams group (``streams/zarr.json``) is created after the root record
+          and before any writer replaces it, and is never replaced; where it exists the
+          root record does too and is being replaced, so the read waits for it, else the
+          pool has no root record (yet);
+        * a document that is not whole JSON is damage once two reads give the same bytes
+          (two torn reads are cut from different versions), else it was torn;
+        * a server error or a cut answer is tried again.
+
+        The waits end after :data:`REPLACE_WAIT` seconds with the last answer: a root
+        record someone removed, a server that keeps failing. A missing or damaged record
+        costs one request more, a torn read is never taken for either.
+
+        Raises:
+            TransientServerError: the server keeps failing.
+        """
+        deadline = time.monotonic() + REPLACE_WAIT
+        pause = 0.02
+        previous: bytes | None = None
+        while True:
+            outcome: bytes | TransientServerError | None
+            try:
+                outcome = self._get(ZARR_JSON, 0, length, close=True)
+            except FileNotFoundError:
+                outcome = None
+            except TransientServerError as exc:
+                outcome = exc
+            if isinstance(outcome, bytes):
+                if _whole_json(outcome) or outcome == previous or time.monotonic() > deadline:
+                    return outcome  # a whole version, or the same damage twice
+                previous = outcome
+                continue  # torn, or damaged: read once more
+            if outcome is None and not self._pool_exists():
+                return None
+            if time.monotonic() > deadline:
+                if outcome is None:
+                    return None
+                raise outcome
+            time.sleep(pause)
+            pause = min(2 * pause, 0.5)
+
+    def _pool_exists(self) -> bool:
+        """Whether the streams group exists (a server error counts as yes: look again)."""
+        try:
+            return self._stat(STREAMS_DOCUMENT) is not None
+        except TransientServerError:
+            return True
 
     def _put(self, key: str, data: bytes) -> None:
         dav = self._client()
@@ -296,8 +366,18 @@ class WebDAVStorage(RemoteStorage):
         self._remove(key)
 
 
-class _ServerError(PoolWriteError):
-    """A 5xx answer to a read (tried again by :meth:`WebDAVStorage.read`)."""
+def _whole_json(data: bytes) -> bool:
+    """Whether ``data`` is one complete JSON document (a root record read whole).
+
+    Example:
+        >>> _whole_json(b'{"streams": [1, 2]}'), _whole_json(b'{"streams": [1, 2')
+        (True, False)
+    """
+    try:
+        json.loads(data)
+    except ValueError:  # UnicodeDecodeError included: a cut inside a character
+        return False
+    return True
 
 
 class _Forbidden:
