@@ -479,3 +479,190 @@ def test_dask_workers_write_to_the_grid(
     assert (r.blocks_written, r.pool_events) == (4, 32)
     build_pool(tmp_path / "local", model="synthetic", events=32, block_events=8)
     assert pool_files(server["data"] / "pools" / "dask") == pool_files(tmp_path / "local")
+
+
+# -- TLS and X.509 proxies ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki() -> Iterator[Any]:
+    """A test CA (its directory is X509_CERT_DIR), a host certificate for localhost and
+    127.0.0.1, and users' proxies (``tests/grid_certs.py``), readable by the servers."""
+    import tempfile
+
+    pytest.importorskip("cryptography", reason="the test CA needs cryptography")
+    from grid_certs import make_pki
+
+    base = Path(tempfile.mkdtemp(prefix="bgcache-pki-"))
+    base.chmod(0o755)
+    try:
+        made = make_pki(base / "pki")
+        for path in (made.cert_dir.parent, made.cert_dir):
+            path.chmod(0o755)
+        for path in (made.ca, made.host_cert, *made.cert_dir.iterdir()):
+            path.chmod(0o644)
+        yield made
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def davs(pki: Any) -> Iterator[dict[str, Any]]:
+    """wsgidav over HTTPS with the test CA's host certificate, taking X.509 proxies of that
+    CA's users (or a token) as a storage element does."""
+    import tempfile
+
+    pytest.importorskip(
+        "webdav4", reason="davs:// pools need webdav4: pip install 'bgcache[webdav]'"
+    )
+    base = Path(tempfile.mkdtemp(prefix="bgcache-davs-"))
+    try:
+        proc, port, data = start_webdav(
+            base / "server", tls=(pki.host_cert, pki.host_key, pki.cert_dir)
+        )
+        try:
+            yield {"url": f"davs://127.0.0.1:{port}", "pki": pki, "data": data}
+        finally:
+            proc.terminate()
+            proc.wait()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def xroot_gsi(pki: Any) -> Iterator[dict[str, Any]]:
+    """xrootd taking only GSI: X.509 proxies of the test CA's users, the user's DN in its
+    grid-mapfile; reached as ``localhost``, the name in its host certificate."""
+    import tempfile
+
+    pytest.importorskip(
+        "XRootD", reason="root:// pools need the XRootD client: pip install 'bgcache[xrootd]'"
+    )
+    if shutil.which("xrootd") is None:
+        pytest.skip("no xrootd server: install it with 'apt-get install xrootd-server' (CI does)")
+    base = Path(tempfile.mkdtemp(prefix="bgcache-gsi-"))
+    base.chmod(0o755)
+    try:
+        gsi = (pki.cert_dir, pki.host_cert, pki.host_key, pki.user_dn)
+        proc, port, data = start_xrootd(base / "server", gsi=gsi)
+        try:
+            yield {"url": f"root://localhost:{port}/", "pki": pki, "data": data}
+        finally:
+            proc.terminate()
+            proc.wait()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _grid_env(monkeypatch: pytest.MonkeyPatch, **values: Path | str) -> None:
+    """Only the grid credentials named (none of the caller's shell)."""
+    for name in ("X509_USER_PROXY", "X509_CERT_DIR", "BEARER_TOKEN", "BEARER_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/nonexistent")  # no token found by discovery
+    for name, value in values.items():
+        monkeypatch.setenv(name, str(value))
+
+
+def test_davs_with_an_x509_proxy(
+    davs: dict[str, Any], cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS with the CAs of X509_CERT_DIR, the proxy of X509_USER_PROXY (an RFC 3820 proxy,
+    its key, the user certificate) as the client certificate: build, inspect, verify and
+    overlay draws, no token; a bearer token instead of the proxy appends."""
+    pki = davs["pki"]
+    url = davs["url"] + "/pools/x509"
+    _grid_env(monkeypatch, X509_CERT_DIR=pki.cert_dir, X509_USER_PROXY=pki.proxy)
+    built = cli("build", url, "-m", "synthetic", "-n", "12", "--block-events", "4", "-q")
+    assert built.exit_code == 0, built.stderr
+    assert cli("inspect", url).exit_code == 0
+    assert verify_pool(url).ok
+    overlay = PoolOverlay(url, seed=0)
+    assert overlay.next_event() in SYNTH.events([(0, i) for i in range(12)])
+    _grid_env(monkeypatch, X509_CERT_DIR=pki.cert_dir, BEARER_TOKEN="rw-token")
+    appended = cli("build", url, "-m", "synthetic", "-n", "16", "-q")
+    assert appended.exit_code == 0, appended.stderr
+    assert len(open_pool(url)) == 16
+
+
+def test_davs_refusals_are_one_line(
+    davs: dict[str, Any], cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server certificate that no CA of X509_CERT_DIR signed, a proxy of a CA the server
+    does not trust, an expired proxy, a proxy file that is missing or no proxy: each one
+    line that says what to do (exit 1, or 2 for the file), and no token in it."""
+    pki = davs["pki"]
+    url = davs["url"] + "/pools/refused"
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"X509_USER_PROXY": pki.proxy}, 1, "certificate does not verify"),
+        ({"X509_USER_PROXY": pki.stranger_proxy}, 1, "refused the client certificate (unknown ca)"),
+        ({"X509_USER_PROXY": pki.expired_proxy}, 1, "client certificate (certificate expired)"),
+        ({"X509_USER_PROXY": pki.proxy.with_name("none.pem")}, 2, "no such file"),
+        ({"X509_USER_PROXY": pki.ca}, 2, "not a certificate with its key"),
+        ({"X509_CERT_DIR": pki.cert_dir, "BEARER_TOKEN": "expired-token"}, 1, "HTTP 401"),
+    ]
+    for env, code, needle in cases:
+        if env.get("X509_USER_PROXY", pki.proxy) != pki.proxy:
+            env = {"X509_CERT_DIR": pki.cert_dir, **env}
+        _grid_env(monkeypatch, **env)
+        result = cli("inspect", url)
+        line = _one_line(result)
+        assert result.exit_code == code and needle in line, (env, line)
+        assert "expired-token" not in line
+    assert not (davs["data"] / "pools" / "refused").exists()
+
+
+def test_root_with_gsi_and_an_x509_proxy(
+    xroot_gsi: dict[str, Any], cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XRootD's GSI, the proxy found by the client as xrdcp finds it: build, inspect,
+    verify and overlay draws on a server that takes nothing else."""
+    pki = xroot_gsi["pki"]
+    url = xroot_gsi["url"] + "/pools/gsi"
+    _grid_env(monkeypatch, X509_CERT_DIR=pki.cert_dir, X509_USER_PROXY=pki.proxy)
+    built = cli("build", url, "-m", "synthetic", "-n", "12", "--block-events", "4", "-q")
+    assert built.exit_code == 0, built.stderr
+    assert cli("inspect", url).exit_code == 0
+    assert verify_pool(url).ok
+    assert PoolOverlay(url, seed=0).next_event() in SYNTH.events([(0, i) for i in range(12)])
+
+
+def test_root_gsi_refusals_are_one_line(xroot_gsi: dict[str, Any]) -> None:
+    """An expired proxy, one of a CA the server does not trust, no CA directory to check
+    the server's certificate, no proxy, a proxy file that is not there: one line each.
+    Each in a process of its own, as a user runs them: the XRootD client keeps a channel
+    it authenticated for the rest of the process."""
+    pki = xroot_gsi["pki"]
+    url = xroot_gsi["url"] + "/pools/denied"
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        (
+            {"X509_CERT_DIR": pki.cert_dir, "X509_USER_PROXY": pki.expired_proxy},
+            1,
+            "credentials refused",
+        ),
+        (
+            {"X509_CERT_DIR": pki.cert_dir, "X509_USER_PROXY": pki.stranger_proxy},
+            1,
+            "credentials refused",
+        ),
+        (
+            {"X509_CERT_DIR": pki.cert_dir.parent / "none", "X509_USER_PROXY": pki.proxy},
+            2,
+            "is not a directory",
+        ),
+        ({"X509_CERT_DIR": pki.cert_dir}, 1, "credentials refused"),
+        ({"X509_USER_PROXY": pki.proxy.with_name("none.pem")}, 2, "no such file"),
+    ]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("X509_", "BEARER_"))}
+    for env, code, needle in cases:
+        result = subprocess.run(
+            [*PY, "inspect", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**clean, **{k: str(v) for k, v in env.items()}},
+        )
+        line = _one_line(result)
+        assert result.returncode == code and needle in line, (env, line)
+        if code == 1:
+            assert "X509_USER_PROXY" in line and "voms-proxy-init" in line, line
+    assert not (xroot_gsi["data"] / "pools" / "denied").exists()

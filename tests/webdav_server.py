@@ -10,11 +10,17 @@ authentication only): a request must carry ``Authorization: Bearer <token>`` wit
 
 and anything else (no token included) gets 401. With ``--anonymous`` no token is needed.
 
-Usage: ``python tests/webdav_server.py ROOT PORT [--anonymous]``
+With ``--tls CERT KEY CADIR`` it serves HTTPS (``davs://``) with that host certificate, as
+a storage element does: a client may present an X.509 certificate, RFC 3820 proxies
+accepted, verified against the CA directory ``CADIR``; one that verifies may do everything
+(the stand-in for a grid-mapfile that maps every user of the CA), without a token.
+
+Usage: ``python tests/webdav_server.py ROOT PORT [--anonymous] [--tls CERT KEY CADIR]``
 """
 
 from __future__ import annotations
 
+import ssl
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,6 +33,8 @@ READS = {"GET", "HEAD", "PROPFIND", "OPTIONS"}
 
 def with_tokens(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
     def check(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("SSL_CLIENT_VERIFY") == "SUCCESS":  # a proxy of a user the CA made
+            return app(environ, start_response)
         token = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
         if token == "rw-token" or (token == "ro-token" and environ["REQUEST_METHOD"] in READS):
             return app(environ, start_response)
@@ -52,6 +60,15 @@ def main() -> int:
     if not anonymous:
         app = with_tokens(app)
     server = wsgi.Server(("127.0.0.1", port), app, numthreads=8)
+    if "--tls" in sys.argv:
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+        cert, key, cadir = sys.argv[sys.argv.index("--tls") + 1 :][:3]
+        adapter = BuiltinSSLAdapter(cert, key)
+        adapter.context.load_verify_locations(capath=cadir)
+        adapter.context.verify_mode = ssl.CERT_OPTIONAL  # a token instead is fine too
+        adapter.context.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
+        server.ssl_adapter = adapter
     try:
         server.start()
     except KeyboardInterrupt:

@@ -43,9 +43,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from bgcache.errors import PoolObjectError, PoolWriteError
+from bgcache.errors import PoolObjectError, PoolWriteError, UsageError
 from bgcache.store.format import PARTIAL_SUFFIX
 from bgcache.store.storage import PROBE_PREFIX, State, is_transient
 
@@ -58,6 +59,34 @@ MOVE_RETRIES = 5
 #: Seconds a request may take before it fails (connect, read, write):
 #: ``$BGCACHE_REMOTE_TIMEOUT`` or 60.
 DEFAULT_TIMEOUT = 60.0
+
+
+def x509_files(url: str) -> tuple[str | None, str | None]:
+    """``(proxy, CA directory)`` of ``$X509_USER_PROXY`` and ``$X509_CERT_DIR`` (None where
+    unset), once they are known to be a readable file and a directory: the grid clients
+    would otherwise fail later and say less (XRootD's: "no protocols left to try").
+
+    Raises:
+        UsageError: a variable names no readable file, or no directory.
+    """
+    proxy = os.environ.get("X509_USER_PROXY", "").strip() or None
+    cert_dir = os.environ.get("X509_CERT_DIR", "").strip() or None
+    if proxy:
+        try:
+            with Path(proxy).open("rb"):
+                pass
+        except OSError as exc:
+            what = (exc.strerror or type(exc).__name__).lower()
+            raise UsageError(
+                f"X509_USER_PROXY '{proxy}' for pool '{url}': {what}; make a proxy "
+                "(voms-proxy-init) or unset X509_USER_PROXY to use a bearer token"
+            ) from None
+    if cert_dir and not Path(cert_dir).is_dir():
+        raise UsageError(
+            f"X509_CERT_DIR '{cert_dir}' for pool '{url}' is not a directory: set it to the "
+            "grid CA directory (e.g. /etc/grid-security/certificates)"
+        )
+    return proxy, cert_dir
 
 
 def remote_timeout() -> float:
@@ -335,4 +364,5 @@ __all__ = [
     "RemoteStorage",
     "TransientServerError",
     "remote_timeout",
+    "x509_files",
 ]

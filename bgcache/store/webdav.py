@@ -30,7 +30,13 @@ from typing import Any
 
 from bgcache.errors import MissingDependencyError, PoolWriteError, UsageError
 from bgcache.store.format import STREAMS_DOCUMENT, ZARR_JSON
-from bgcache.store.remote import Entry, RemoteStorage, TransientServerError, remote_timeout
+from bgcache.store.remote import (
+    Entry,
+    RemoteStorage,
+    TransientServerError,
+    remote_timeout,
+    x509_files,
+)
 
 #: Clients a forked child inherited from its parent (see ``WebDAVStorage._client``).
 _INHERITED: list[Any] = []
@@ -115,12 +121,8 @@ class WebDAVStorage(RemoteStorage):
             if token:
                 headers["Authorization"] = f"Bearer {token}"
             options: dict[str, Any] = {"timeout": self._timeout, "headers": headers}
-            proxy = os.environ.get("X509_USER_PROXY")
             if self.base.startswith("https://"):
-                context = ssl.create_default_context(capath=os.environ.get("X509_CERT_DIR") or None)
-                if proxy:
-                    context.load_cert_chain(proxy)
-                options["verify"] = context
+                options["verify"] = self._tls_context()
             if self._dav is not None:
                 # the parent's client, in a forked child: never closed here (that could end
                 # the parent's TLS session on the shared socket), kept from the collector
@@ -130,6 +132,27 @@ class WebDAVStorage(RemoteStorage):
             self._pid = os.getpid()
             weakref.finalize(self, http.close)  # its connections close with the storage
         return self._dav
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """TLS as grid clients use it: the CAs of ``$X509_CERT_DIR`` (else the system's),
+        the X.509 proxy ``$X509_USER_PROXY`` as the client certificate where set.
+
+        Raises:
+            UsageError: a proxy file that cannot be read or is no certificate and key, a CA
+                directory that is none.
+        """
+        proxy, cert_dir = x509_files(self.url)
+        context = ssl.create_default_context(capath=cert_dir)
+        if proxy:
+            try:
+                context.load_cert_chain(proxy)
+            except ssl.SSLError:
+                raise UsageError(
+                    f"X509_USER_PROXY '{proxy}' for pool '{self.url}': not a certificate "
+                    "with its key (PEM); make a proxy (voms-proxy-init) or unset "
+                    "X509_USER_PROXY to use a bearer token"
+                ) from None
+        return context
 
     def _full(self, key: str) -> str:
         return f"{self.path}/{key}" if key else self.path
@@ -147,6 +170,9 @@ class WebDAVStorage(RemoteStorage):
                 "($BEARER_TOKEN, $BEARER_TOKEN_FILE) or the X.509 proxy ($X509_USER_PROXY): "
                 "renew an expired one, or use a path you may write"
             )
+        tls = _tls_refusal(str(exc))
+        if tls:
+            return PoolWriteError(f"cannot {doing} {where}: {tls}")
         if isinstance(exc, httpx.TimeoutException | httpx.ConnectError | httpx.NetworkError):
             return PoolWriteError(
                 f"cannot {doing} {where}: the server does not answer ({type(exc).__name__}); "
@@ -378,6 +404,32 @@ def _whole_json(data: bytes) -> bool:
     except ValueError:  # UnicodeDecodeError included: a cut inside a character
         return False
     return True
+
+
+def _tls_refusal(text: str) -> str | None:
+    """What a TLS error of ``text`` means for the user, or None if it is none.
+
+    Example:
+        >>> _tls_refusal("[SSL: SSLV3_ALERT_CERTIFICATE_EXPIRED] sslv3 alert certificate "
+        ...     "expired (_ssl.c:2580)")[:62]
+        'the server refused the client certificate (certificate expired'
+    """
+    if not text.startswith("[SSL: "):
+        return None
+    reason = text.partition("] ")[2].rsplit(" (_ssl", 1)[0]
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = reason.partition("certificate verify failed: ")[2] or reason
+        return (
+            f"the server's certificate does not verify ({detail}); set X509_CERT_DIR to "
+            "the grid CA directory (e.g. /etc/grid-security/certificates)"
+        )
+    if "ALERT" in text:
+        detail = reason.split(" alert ", 1)[-1]
+        return (
+            f"the server refused the client certificate ({detail}); renew the proxy in "
+            "$X509_USER_PROXY (voms-proxy-init), or use a bearer token ($BEARER_TOKEN)"
+        )
+    return f"TLS failed ({reason})"
 
 
 class _Forbidden:

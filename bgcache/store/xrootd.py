@@ -7,9 +7,10 @@ create one pool. The client is the XRootD project's own Python binding (``pip in
 synchronous, imported only here; fsspec-xrootd wraps the same client in an event loop that
 bgcache's threads would only cross.
 
-Authentication is the client's: an X.509 proxy from ``$X509_USER_PROXY`` (gsi) and WLCG
-bearer tokens from ``$BEARER_TOKEN`` / ``$BEARER_TOKEN_FILE`` (ztn) are found by its
-security plugins as for ``xrdcp``; bgcache passes nothing and logs nothing of them.
+Authentication is the client's: an X.509 proxy from ``$X509_USER_PROXY`` (gsi, with the
+CAs of ``$X509_CERT_DIR``) and WLCG bearer tokens from ``$BEARER_TOKEN`` /
+``$BEARER_TOKEN_FILE`` (ztn) are found by its security plugins as for ``xrdcp``; bgcache
+checks only that the proxy and CA directory named exist, and logs nothing of them.
 
 Every request has the timeout :func:`~bgcache.store.remote.remote_timeout`
 (``$BGCACHE_REMOTE_TIMEOUT``, 60 s), and the client is told to give up connecting after one
@@ -28,7 +29,7 @@ from collections import OrderedDict
 from typing import Any
 
 from bgcache.errors import MissingDependencyError, PoolObjectError, PoolWriteError, UsageError
-from bgcache.store.remote import Entry, RemoteStorage, remote_timeout
+from bgcache.store.remote import Entry, RemoteStorage, remote_timeout, x509_files
 
 #: Files kept open per process (shards and counts of the blocks being read).
 OPEN_FILES = 64
@@ -98,6 +99,7 @@ class XRootDStorage(RemoteStorage):
             self._pid = os.getpid()
             self._files = OrderedDict()
             self._lock = threading.Lock()
+            x509_files(self.url)  # named but missing: said now, not as "no protocols left"
             self._fs = self._client.FileSystem(self.server)
         return self._fs
 
@@ -108,6 +110,13 @@ class XRootDStorage(RemoteStorage):
         where = f"pool '{self.url}'" + (f" ({key})" if key else "")
         errno = int(getattr(status, "errno", 0) or 0)
         message = " ".join(str(getattr(status, "message", "")).split())
+        if "auth failed" in message.lower():  # authentication: no credential it accepts
+            return PoolWriteError(
+                f"cannot {doing} {where}: credentials refused ({message}); check the X.509 "
+                "proxy ($X509_USER_PROXY; renew an expired one with voms-proxy-init), the CA "
+                "directory ($X509_CERT_DIR) or the bearer token ($BEARER_TOKEN, "
+                "$BEARER_TOKEN_FILE)"
+            )
         if errno == _NOT_AUTHORIZED or "auth" in message.lower() or "permission" in message.lower():
             return PoolWriteError(
                 f"cannot {doing} {where}: permission denied ({message}); check the "
