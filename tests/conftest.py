@@ -71,20 +71,37 @@ def raw_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 
 
 @pytest.fixture(scope="session")
-def demo_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Calibrated demo checkpoints of each GAN model, made on first use (one plain forward
-    each: seconds for convnet, ~30 s for ieagan)."""
+def checkpoint_of(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, int], Path]:
+    """``checkpoint_of(model, seed)``: the calibrated demo checkpoint that
+    ``init_checkpoint(model, ..., seed=seed)`` writes, made once per session on first use
+    (a plain forward each: ~25 s for convnet, ~60 s for ieagan), shared by every test that
+    needs one. A test of ``init_checkpoint`` itself makes its own."""
     pytest.importorskip("torch")
     from bgcache.models import GAN_MODELS
     from bgcache.models.checkpoint import init_checkpoint
 
-    d = tmp_path_factory.mktemp("demo")
+    d = tmp_path_factory.mktemp("checkpoints")
+    made: dict[tuple[str, int], Path] = {}
+
+    def of(model: str, seed: int) -> Path:
+        if model not in GAN_MODELS:
+            raise KeyError(model)
+        if (model, seed) not in made:
+            made[model, seed] = Path(
+                init_checkpoint(model, d / f"{model}-{seed}.pt", seed=seed).path
+            )
+        return made[model, seed]
+
+    return of
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoints(checkpoint_of: Callable[[str, int], Path]) -> dict[str, Path]:
+    """The demo checkpoint (seed 3) of each GAN model, by name, made on first use."""
 
     class _Lazy(dict[str, Path]):
         def __missing__(self, name: str) -> Path:
-            if name not in GAN_MODELS:
-                raise KeyError(name)
-            path: Path = init_checkpoint(name, d / f"{name}.pt", seed=3).path
+            path = checkpoint_of(name, 3)
             self[name] = path
             return path
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -212,15 +213,13 @@ def test_pool_only_overlay_never_imports_torch(pool_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def gan_pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    pytest.importorskip("torch")
-    from bgcache.models.checkpoint import init_checkpoint
-
+def gan_pool(
+    tmp_path_factory: pytest.TempPathFactory, checkpoint_of: Callable[[str, int], Path]
+) -> tuple[Path, Path, Path]:
     tmp = tmp_path_factory.mktemp("gan")
-    init_checkpoint("convnet", tmp / "a.pt")
-    init_checkpoint("convnet", tmp / "b.pt", seed=1)
-    build_pool(tmp / "p", model="convnet", checkpoint=tmp / "a.pt", events=1, nintra=2)
-    return tmp / "p", tmp / "a.pt", tmp / "b.pt"
+    good, other = checkpoint_of("convnet", 0), checkpoint_of("convnet", 1)
+    build_pool(tmp / "p", model="convnet", checkpoint=good, events=1, nintra=2)
+    return tmp / "p", good, other
 
 
 @pytest.mark.slow

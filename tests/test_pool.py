@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -444,29 +445,25 @@ def test_empty_events_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_gan_pool_round_trip_and_content_checks(tmp_path: Path) -> None:
+def test_gan_pool_round_trip_and_content_checks(
+    tmp_path: Path, checkpoint_of: Callable[[str, int], Path]
+) -> None:
     """A convnet pool holds exactly the generator's events; another checkpoint or precision
     is refused. Full-size events of an untrained demo checkpoint, ~3 s each."""
-    pytest.importorskip("torch")
-    from bgcache.models.checkpoint import init_checkpoint
-
-    init_checkpoint("convnet", tmp_path / "a.pt")
-    init_checkpoint("convnet", tmp_path / "b.pt", seed=1)
+    a, b = checkpoint_of("convnet", 0), checkpoint_of("convnet", 1)
     path = tmp_path / "p"
-    r = build_pool(
-        path, model="convnet", checkpoint=tmp_path / "a.pt", events=3, block_events=2, nintra=2
-    )
+    r = build_pool(path, model="convnet", checkpoint=a, events=3, block_events=2, nintra=2)
     assert (r.blocks_written, r.events_written) == (2, 3)
     pool = open_pool(path)
-    gen = bgcache.load_model("convnet", tmp_path / "a.pt", nintra=2)
+    gen = bgcache.load_model("convnet", a, nintra=2)
     assert list(pool) == gen.events([(0, i) for i in range(3)])
     assert pool.untrained and not pool.physics_model
     assert pool.content["checkpoint_sha256"] == gen.checkpoint_sha256
-    assert pool.record["hints"]["checkpoint_path"] == str((tmp_path / "a.pt").resolve())
+    assert pool.record["hints"]["checkpoint_path"] == str(a.resolve())
     with pytest.raises(PoolMismatchError, match="checkpoint_sha256"):
-        build_pool(path, model="convnet", checkpoint=tmp_path / "b.pt", events=4)
+        build_pool(path, model="convnet", checkpoint=b, events=4)
     with pytest.raises(PoolMismatchError, match="optimize: pool has True, this build False"):
-        build_pool(path, model="convnet", checkpoint=tmp_path / "a.pt", events=4, optimize=False)
+        build_pool(path, model="convnet", checkpoint=a, events=4, optimize=False)
     with pytest.raises(PoolMismatchError, match="holds convnet events"):
         build_pool(path, model="synthetic", events=4)
     assert len(open_pool(path)) == 3 and verify_pool(path).ok
