@@ -96,11 +96,11 @@ class XRootDStorage(RemoteStorage):
     # -- the client, per process -----------------------------------------------------------
     def _filesystem(self) -> Any:
         if self._pid != os.getpid():  # new, or a forked child: nothing of the parent's
-            self._pid = os.getpid()
+            x509_files(self.url)  # named but missing: said now, not as "no protocols left"
             self._files = OrderedDict()
             self._lock = threading.Lock()
-            x509_files(self.url)  # named but missing: said now, not as "no protocols left"
             self._fs = self._client.FileSystem(self.server)
+            self._pid = os.getpid()
         return self._fs
 
     def _full(self, key: str) -> str:
