@@ -15,6 +15,7 @@ test's; the pool's files there are compared with a build on a local disk, byte f
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import os
@@ -506,52 +507,52 @@ def pki() -> Iterator[Any]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def davs(pki: Any) -> Iterator[dict[str, Any]]:
-    """wsgidav over HTTPS with the test CA's host certificate, taking X.509 proxies of that
-    CA's users (or a token) as a storage element does."""
+@contextlib.contextmanager
+def _serving(
+    prefix: str, start: Callable[[Path], tuple[subprocess.Popen[bytes], int, Path]]
+) -> Iterator[tuple[int, Path]]:
+    """``(port, data directory)`` of a server ``start(base)`` runs in a fresh directory
+    under the system's temp directory (which the xrootd user may enter), stopped and
+    removed afterwards."""
     import tempfile
 
-    pytest.importorskip(
-        "webdav4", reason="davs:// pools need webdav4: pip install 'bgcache[webdav]'"
-    )
-    base = Path(tempfile.mkdtemp(prefix="bgcache-davs-"))
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
     try:
-        proc, port, data = start_webdav(
-            base / "server", tls=(pki.host_cert, pki.host_key, pki.cert_dir)
-        )
+        proc, port, data = start(base / "server")
         try:
-            yield {"url": f"davs://127.0.0.1:{port}", "pki": pki, "data": data}
+            yield port, data
         finally:
             proc.terminate()
             proc.wait()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def davs(pki: Any) -> Iterator[dict[str, Any]]:
+    """wsgidav over HTTPS with the test CA's host certificate, taking X.509 proxies of that
+    CA's users (or a token) as a storage element does."""
+    pytest.importorskip(
+        "webdav4", reason="davs:// pools need webdav4: pip install 'bgcache[webdav]'"
+    )
+    tls = (pki.host_cert, pki.host_key, pki.cert_dir)
+    with _serving("bgcache-davs-", lambda base: start_webdav(base, tls=tls)) as (port, data):
+        yield {"url": f"davs://127.0.0.1:{port}", "pki": pki, "data": data}
 
 
 @pytest.fixture(scope="module")
 def xroot_gsi(pki: Any) -> Iterator[dict[str, Any]]:
     """xrootd taking only GSI: X.509 proxies of the test CA's users, the user's DN in its
     grid-mapfile; reached as ``localhost``, the name in its host certificate."""
-    import tempfile
-
     pytest.importorskip(
         "XRootD", reason="root:// pools need the XRootD client: pip install 'bgcache[xrootd]'"
     )
     if shutil.which("xrootd") is None:
         pytest.skip("no xrootd server: install it with 'apt-get install xrootd-server' (CI does)")
-    base = Path(tempfile.mkdtemp(prefix="bgcache-gsi-"))
-    base.chmod(0o755)
-    try:
-        gsi = (pki.cert_dir, pki.host_cert, pki.host_key, pki.user_dn)
-        proc, port, data = start_xrootd(base / "server", gsi=gsi)
-        try:
-            yield {"url": f"root://localhost:{port}/", "pki": pki, "data": data}
-        finally:
-            proc.terminate()
-            proc.wait()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    gsi = (pki.cert_dir, pki.host_cert, pki.host_key, pki.user_dn)
+    with _serving("bgcache-gsi-", lambda base: start_xrootd(base, gsi=gsi)) as (port, data):
+        yield {"url": f"root://localhost:{port}/", "pki": pki, "data": data}
 
 
 def _grid_env(monkeypatch: pytest.MonkeyPatch, **values: Path | str) -> None:
@@ -563,25 +564,31 @@ def _grid_env(monkeypatch: pytest.MonkeyPatch, **values: Path | str) -> None:
         monkeypatch.setenv(name, str(value))
 
 
-def test_davs_with_an_x509_proxy(
-    davs: dict[str, Any], cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", ["davs", "xroot_gsi"])
+def test_an_x509_proxy_builds_and_reads(
+    kind: str,
+    request: pytest.FixtureRequest,
+    cli: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """TLS with the CAs of X509_CERT_DIR, the proxy of X509_USER_PROXY (an RFC 3820 proxy,
-    its key, the user certificate) as the client certificate: build, inspect, verify and
-    overlay draws, no token; a bearer token instead of the proxy appends."""
-    pki = davs["pki"]
-    url = davs["url"] + "/pools/x509"
+    """The proxy of X509_USER_PROXY (an RFC 3820 proxy, its key, the user certificate) with
+    the CAs of X509_CERT_DIR, and no token: build, inspect, verify and overlay draws, on
+    WebDAV over TLS (the proxy as client certificate) and on xrootd taking only GSI (the
+    client finds it as xrdcp does). On WebDAV a bearer token instead of the proxy appends."""
+    server = request.getfixturevalue(kind)
+    pki = server["pki"]
+    url = server["url"] + "/pools/x509"
     _grid_env(monkeypatch, X509_CERT_DIR=pki.cert_dir, X509_USER_PROXY=pki.proxy)
     built = cli("build", url, "-m", "synthetic", "-n", "12", "--block-events", "4", "-q")
     assert built.exit_code == 0, built.stderr
     assert cli("inspect", url).exit_code == 0
     assert verify_pool(url).ok
-    overlay = PoolOverlay(url, seed=0)
-    assert overlay.next_event() in SYNTH.events([(0, i) for i in range(12)])
-    _grid_env(monkeypatch, X509_CERT_DIR=pki.cert_dir, BEARER_TOKEN="rw-token")
-    appended = cli("build", url, "-m", "synthetic", "-n", "16", "-q")
-    assert appended.exit_code == 0, appended.stderr
-    assert len(open_pool(url)) == 16
+    assert PoolOverlay(url, seed=0).next_event() in SYNTH.events([(0, i) for i in range(12)])
+    if kind == "davs":
+        _grid_env(monkeypatch, X509_CERT_DIR=pki.cert_dir, BEARER_TOKEN="rw-token")
+        appended = cli("build", url, "-m", "synthetic", "-n", "16", "-q")
+        assert appended.exit_code == 0, appended.stderr
+        assert len(open_pool(url)) == 16
 
 
 def test_davs_refusals_are_one_line(
@@ -609,21 +616,6 @@ def test_davs_refusals_are_one_line(
         assert result.exit_code == code and needle in line, (env, line)
         assert "expired-token" not in line
     assert not (davs["data"] / "pools" / "refused").exists()
-
-
-def test_root_with_gsi_and_an_x509_proxy(
-    xroot_gsi: dict[str, Any], cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """XRootD's GSI, the proxy found by the client as xrdcp finds it: build, inspect,
-    verify and overlay draws on a server that takes nothing else."""
-    pki = xroot_gsi["pki"]
-    url = xroot_gsi["url"] + "/pools/gsi"
-    _grid_env(monkeypatch, X509_CERT_DIR=pki.cert_dir, X509_USER_PROXY=pki.proxy)
-    built = cli("build", url, "-m", "synthetic", "-n", "12", "--block-events", "4", "-q")
-    assert built.exit_code == 0, built.stderr
-    assert cli("inspect", url).exit_code == 0
-    assert verify_pool(url).ok
-    assert PoolOverlay(url, seed=0).next_event() in SYNTH.events([(0, i) for i in range(12)])
 
 
 def test_root_gsi_refusals_are_one_line(xroot_gsi: dict[str, Any]) -> None:
