@@ -75,7 +75,8 @@ def checkpoint_of(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, in
     """``checkpoint_of(model, seed)``: the calibrated demo checkpoint that
     ``init_checkpoint(model, ..., seed=seed)`` writes, made once per session on first use
     (a plain forward each: ~25 s for convnet, ~60 s for ieagan), shared by every test that
-    needs one. A test of ``init_checkpoint`` itself makes its own."""
+    needs one (seed 3 is the demo's, seed 1 "another checkpoint": ask for these unless a
+    test needs a third). A test of ``init_checkpoint`` itself makes its own."""
     pytest.importorskip("torch")
     from bgcache.models import GAN_MODELS
     from bgcache.models.checkpoint import init_checkpoint

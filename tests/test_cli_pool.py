@@ -141,7 +141,7 @@ def test_inspect_stats_and_plot(cli: Invoke, pool: Path, tmp_path: Path) -> None
 def test_inspect_untrained_pool_is_marked(
     cli: Invoke, tmp_path: Path, checkpoint_of: Callable[[str, int], Path]
 ) -> None:
-    ckpt = checkpoint_of("convnet", 0)
+    ckpt = checkpoint_of("convnet", 3)
     result = cli(
         "build",
         str(tmp_path / "gan"),

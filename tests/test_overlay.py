@@ -217,7 +217,7 @@ def gan_pool(
     tmp_path_factory: pytest.TempPathFactory, checkpoint_of: Callable[[str, int], Path]
 ) -> tuple[Path, Path, Path]:
     tmp = tmp_path_factory.mktemp("gan")
-    good, other = checkpoint_of("convnet", 0), checkpoint_of("convnet", 1)
+    good, other = checkpoint_of("convnet", 3), checkpoint_of("convnet", 1)
     build_pool(tmp / "p", model="convnet", checkpoint=good, events=1, nintra=2)
     return tmp / "p", good, other
 

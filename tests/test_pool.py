@@ -450,7 +450,7 @@ def test_gan_pool_round_trip_and_content_checks(
 ) -> None:
     """A convnet pool holds exactly the generator's events; another checkpoint or precision
     is refused. Full-size events of an untrained demo checkpoint, ~3 s each."""
-    a, b = checkpoint_of("convnet", 0), checkpoint_of("convnet", 1)
+    a, b = checkpoint_of("convnet", 3), checkpoint_of("convnet", 1)
     path = tmp_path / "p"
     r = build_pool(path, model="convnet", checkpoint=a, events=3, block_events=2, nintra=2)
     assert (r.blocks_written, r.events_written) == (2, 3)
