@@ -229,8 +229,8 @@ def test_a_reader_never_sees_half_of_a_replaced_document(server: dict[str, Any])
     JSON). wsgidav's MOVE deletes the target before it renames and takes a GET's length from
     the old version and its bytes from the new: before the reads told torn answers from
     settled ones, a GET meanwhile got 404, 500 or a cut document, and a second writer's MOVE
-    failed with 500 on the target the first had deleted (101 of 450 writes); a GET whose
-    body was shorter than its Content-Length waited for the timeout."""
+    failed with 500 on the target the first had deleted (101 of 450 writes of three
+    writers); a GET whose body was shorter than its Content-Length waited for the timeout."""
     import threading
 
     from bgcache.store.pool import open_storage
