@@ -280,6 +280,57 @@ def test_a_reader_never_sees_half_of_a_replaced_document(server: dict[str, Any])
     assert not [n for n in first.children("") if n.endswith(".partial")], "partials left"
 
 
+def test_listings_beside_writers_that_create_never_fail(server: dict[str, Any]) -> None:
+    """Two writers create documents in one directory (a claim directory, a partial file, a
+    rename, the claim removed: what two shard writers do in a stream) while a reader lists
+    it: no listing fails and none shows a document twice.
+
+    wsgidav's PROPFIND lists the names, then stats each, and answers 500 when one of them
+    was renamed or removed meanwhile: two shard writers at once failed a CI run on a listing
+    of their stream, and this test failed every run before listings were tried again."""
+    import threading
+
+    from bgcache.store.pool import open_storage
+
+    url = server["url"] + "/pools/listed"
+    open_storage(url).check_writable()
+    stop = threading.Event()
+    listings: list[list[str]] = []
+    failed: list[BaseException] = []
+
+    def lister() -> None:
+        reader = open_storage(url)
+        try:
+            while not stop.is_set():
+                listings.append(reader.children("d"))
+                listings.append([key for key, _ in reader.walk("d")])
+        except BaseException as exc:
+            failed.append(exc)
+
+    def create(w: int) -> None:
+        writer = open_storage(url)
+        try:
+            for i in range(40):
+                assert writer.write_new(f"d/doc{w}_{i:02d}.json", b"{}")
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=lister)]
+    threads += [threading.Thread(target=create, args=(w,)) for w in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads[1:]:
+        thread.join()
+    stop.set()
+    threads[0].join()
+    assert not failed, failed
+    assert len(listings) > 4
+    assert all(len(names) == len(set(names)) for names in listings)
+    assert open_storage(url).children("d") == sorted(
+        f"doc{w}_{i:02d}.json" for w in range(2) for i in range(40)
+    )
+
+
 def test_a_rename_whose_answer_failed_is_not_repeated(
     server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,7 +14,9 @@ file ``$BEARER_TOKEN_FILE``, else ``$XDG_RUNTIME_DIR/bt_u<uid>``, else ``/tmp/bt
 where set. Neither is logged or put into an error message.
 
 Every request has the timeout :func:`~bgcache.store.remote.remote_timeout`
-(``$BGCACHE_REMOTE_TIMEOUT``, 60 s). The client is made anew in a forked child.
+(``$BGCACHE_REMOTE_TIMEOUT``, 60 s); one that changes nothing (a stat, a listing, a read)
+is tried again after a server error for up to :data:`RETRY_WAIT` seconds. The client is
+made anew in a forked child.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ from bgcache.store.remote import (
 #: Clients a forked child inherited from its parent (see ``WebDAVStorage._client``).
 _INHERITED: list[Any] = []
 
-#: Times a read that met a server error is tried again.
-RETRIES = 3
+#: Seconds a read (a ``GET``, a stat or a listing) that meets server errors is tried for.
+RETRY_WAIT = 10.0
 #: Seconds a read of the root record waits for a replacement of it under way to end.
 REPLACE_WAIT = 10.0
 
@@ -204,10 +206,33 @@ class WebDAVStorage(RemoteStorage):
             raise self._error(exc, key, doing) from None
 
     # -- primitives ------------------------------------------------------------------------
+    def _again(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, a request that changes nothing, tried again after a
+        server error, with a growing pause, for at most :data:`RETRY_WAIT` seconds.
+
+        A ``PROPFIND`` is no snapshot of a directory: wsgidav lists the names, then stats
+        each, and answers 500 when one of them was renamed or removed meanwhile (a
+        concurrent writer's partial file or claim; measured beside two writers that create
+        documents in the directory: one listing in five failed, and one needed five tries),
+        and a ``GET`` overlapping a rename can fail the same way. A deadline rather than a
+        count of tries, since how often the next try fails depends on how busy the writers
+        are; a server that keeps failing is reported after it.
+        """
+        deadline = time.monotonic() + RETRY_WAIT
+        pause = 0.02
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except TransientServerError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.5)
+
     def _stat(self, key: str) -> Entry | None:
         dav = self._client()
         try:
-            info = self._call(key, "read", dav.info, self._full(key))
+            info = self._again(self._call, key, "read", dav.info, self._full(key))
         except self._module.ResourceNotFound:
             return None
         return _entry(key.rsplit("/", 1)[-1], info)
@@ -215,7 +240,7 @@ class WebDAVStorage(RemoteStorage):
     def _list(self, key: str) -> list[Entry]:
         dav = self._client()
         try:
-            items = self._call(key, "list", dav.ls, self._full(key), detail=True)
+            items = self._again(self._call, key, "list", dav.ls, self._full(key), detail=True)
         except self._module.ResourceNotFound:
             return []
         out = []
@@ -225,7 +250,13 @@ class WebDAVStorage(RemoteStorage):
                 out.append(_entry(name, item))
         return out
 
-    def _get(self, key: str, offset: int, length: int | None, *, close: bool = False) -> bytes:
+    def _get(self, key: str, offset: int, length: int | None) -> bytes:
+        """Bytes of ``key`` (a range of a block column: :meth:`_get_once`, tried again after
+        a server error)."""
+        data: bytes = self._again(self._get_once, key, offset, length)
+        return data
+
+    def _get_once(self, key: str, offset: int, length: int | None, *, close: bool = False) -> bytes:
         """Bytes of ``key`` by one GET; ``close`` asks the server to close the connection
         after it, so a body shorter than its ``Content-Length`` is an error at once."""
         import httpx
@@ -254,27 +285,21 @@ class WebDAVStorage(RemoteStorage):
     def read(self, key: str, max_bytes: int | None = None) -> bytes | None:
         """The bytes of ``key`` (one ranged GET of ``max_bytes + 1``), or None if missing.
 
-        A server error (5xx) or an answer cut short is tried again, :data:`RETRIES` times
-        with a short pause between; the root record is read by :meth:`_read_root_record`.
+        A server error (5xx) or an answer cut short is tried again (:meth:`_again`); the
+        root record is read by :meth:`_read_root_record`.
         """
         length = None if max_bytes is None else max_bytes + 1
         root = key == ZARR_JSON
-        data = self._read_root_record(length) if root else self._read_once(key, length)
+        data = self._read_root_record(length) if root else self._read_file(key, length)
         if data is not None and max_bytes is not None and len(data) > max_bytes:
             raise self._too_big(key, None, max_bytes)
         return data
 
-    def _read_once(self, key: str, length: int | None) -> bytes | None:
-        for attempt in range(RETRIES + 1):
-            try:
-                return self._get(key, 0, length)
-            except FileNotFoundError:
-                return None
-            except TransientServerError:
-                if attempt == RETRIES:
-                    raise
-            time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _read_file(self, key: str, length: int | None) -> bytes | None:
+        try:
+            return self._get(key, 0, length)
+        except FileNotFoundError:
+            return None
 
     def _read_root_record(self, length: int | None) -> bytes | None:
         """One whole version of the root record, the one document writers replace.
@@ -311,7 +336,7 @@ class WebDAVStorage(RemoteStorage):
         while True:
             outcome: bytes | TransientServerError | None
             try:
-                outcome = self._get(ZARR_JSON, 0, length, close=True)
+                outcome = self._get_once(ZARR_JSON, 0, length, close=True)
             except FileNotFoundError:
                 outcome = None
             except TransientServerError as exc:
@@ -378,8 +403,8 @@ class WebDAVStorage(RemoteStorage):
 
     def _stat_full(self, path: str) -> bool:
         try:
-            self._client().info(path)
-        except Exception:
+            self._again(self._call, path, "read", self._client().info, path)
+        except (self._module.ResourceNotFound, PoolWriteError):
             return False
         return True
 
