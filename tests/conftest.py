@@ -73,25 +73,35 @@ def raw_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 @pytest.fixture(scope="session")
 def checkpoint_of(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, int], Path]:
     """``checkpoint_of(model, seed)``: the calibrated demo checkpoint that
-    ``init_checkpoint(model, ..., seed=seed)`` writes, made once per session on first use
+    ``init_checkpoint(model, ..., seed=seed)`` writes, made once per run on first use
     (a plain forward each: ~25 s for convnet, ~60 s for ieagan), shared by every test that
     needs one (seed 3 is the demo's, seed 1 "another checkpoint": ask for these unless a
-    test needs a third). A test of ``init_checkpoint`` itself makes its own."""
+    test needs a third). A test of ``init_checkpoint`` itself makes its own.
+
+    Under pytest-xdist the workers share one directory (beside their own temp directories)
+    and a lock per checkpoint: the first worker to need it makes it, the others wait for it
+    (``init_checkpoint`` writes the file atomically, so a file there is whole)."""
     pytest.importorskip("torch")
+    import fcntl
+
     from bgcache.models import GAN_MODELS
     from bgcache.models.checkpoint import init_checkpoint
 
-    d = tmp_path_factory.mktemp("checkpoints")
-    made: dict[tuple[str, int], Path] = {}
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        d = tmp_path_factory.getbasetemp().parent / "checkpoints"
+        d.mkdir(exist_ok=True)
+    else:
+        d = tmp_path_factory.mktemp("checkpoints")
 
     def of(model: str, seed: int) -> Path:
         if model not in GAN_MODELS:
             raise KeyError(model)
-        if (model, seed) not in made:
-            made[model, seed] = Path(
-                init_checkpoint(model, d / f"{model}-{seed}.pt", seed=seed).path
-            )
-        return made[model, seed]
+        path = d / f"{model}-{seed}.pt"
+        with (d / f"{model}-{seed}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not path.exists():
+                init_checkpoint(model, path, seed=seed)
+        return path
 
     return of
 
