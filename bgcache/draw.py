@@ -30,7 +30,7 @@ import numbers
 import os
 from typing import TYPE_CHECKING, Any
 
-from bgcache.errors import CorruptBlockError, UsageError, did_you_mean
+from bgcache.errors import CorruptBlockError, PoolObjectError, UsageError, did_you_mean
 from bgcache.seeding import EventKey, Purpose, event_rng, seed_from_string, validate_seed
 
 if TYPE_CHECKING:
@@ -174,13 +174,14 @@ def generation_seconds_per_event(pool: Pool) -> float | None:
     """Mean generation time per event recorded by the builds of ``pool`` (block markers),
     or None if no block recorded one (a damaged marker is left out)."""
     from bgcache.store.format import marker_key
-    from bgcache.store.records import parse_block_marker
+    from bgcache.store.records import MAX_DOCUMENT_BYTES, parse_block_marker
 
     seconds = events = 0.0
     for info in pool.block_list:
         try:
-            marker = parse_block_marker(pool.storage.read(marker_key(info.path)), info.path)
-        except CorruptBlockError:
+            raw = pool.storage.read(marker_key(info.path), MAX_DOCUMENT_BYTES)
+            marker = parse_block_marker(raw, info.path)
+        except (CorruptBlockError, PoolObjectError):
             continue
         value = marker.get("generate_seconds")
         if isinstance(value, int | float) and not isinstance(value, bool):

@@ -101,6 +101,13 @@ class PoolObjectError(BgcacheError, OSError):
     device, a named pipe), cannot be read (permissions), or is larger than its kind allows."""
 
 
+class StorageServerError(BgcacheError, OSError):
+    """A storage server's answer is not what was asked, or not complete in time: an HTML page,
+    a redirect loop or a redirect to another scheme, a listing that is no WebDAV listing,
+    exceeds its bounds or names paths outside the pool, more bytes than a range asked, or
+    an answer that missed the request's deadline. The server is at fault, not the pool."""
+
+
 class ImportSourceError(BgcacheError, ValueError):
     """A background overlay ROOT file cannot be imported (names the file, the entry and
     what to do)."""

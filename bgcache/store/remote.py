@@ -30,6 +30,10 @@ the two operations the pool's crash-safety and multi-writer contract needs:
 
 ``sync_dir`` does nothing: a write that returned is durable on the server.
 
+Every answer of a server is read under the limits of :mod:`bgcache.store.remote_limits`
+(caps per object kind, a deadline per request, bounded listings; a walk at most
+:data:`~bgcache.store.remote_limits.MAX_WALK_DEPTH` directories deep), which S3 shares.
+
 A backend keeps no connection across ``fork``: its client is made anew in a process whose
 pid differs from the one that made it (basf2's multiprocessing and torch's DataLoader
 workers fork after the overlay opened its pool).
@@ -46,8 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bgcache.errors import PoolObjectError, PoolWriteError, UsageError
+from bgcache.errors import PoolObjectError, PoolWriteError, StorageServerError, UsageError
 from bgcache.store.format import PARTIAL_SUFFIX
+from bgcache.store.remote_limits import MAX_WALK_DEPTH
 from bgcache.store.storage import PROBE_PREFIX, State, is_transient
 
 #: Seconds a writer that finds another's claim waits for the document it creates.
@@ -56,9 +61,6 @@ CLAIM_WAIT = 60.0
 CLAIM_SUFFIX = ".claim" + PARTIAL_SUFFIX
 #: Times a rename that the server failed is tried again (its source still there).
 MOVE_RETRIES = 5
-#: Seconds a request may take before it fails (connect, read, write):
-#: ``$BGCACHE_REMOTE_TIMEOUT`` or 60.
-DEFAULT_TIMEOUT = 60.0
 
 
 def x509_files(url: str) -> tuple[str | None, str | None]:
@@ -87,16 +89,6 @@ def x509_files(url: str) -> tuple[str | None, str | None]:
             "grid CA directory (e.g. /etc/grid-security/certificates)"
         )
     return proxy, cert_dir
-
-
-def remote_timeout() -> float:
-    """The request timeout in seconds (``$BGCACHE_REMOTE_TIMEOUT``, default 60)."""
-    text = os.environ.get("BGCACHE_REMOTE_TIMEOUT", "")
-    try:
-        value = float(text) if text.strip() else DEFAULT_TIMEOUT
-    except ValueError:
-        value = DEFAULT_TIMEOUT
-    return value if value > 0 else DEFAULT_TIMEOUT
 
 
 class TransientServerError(PoolWriteError):
@@ -186,13 +178,6 @@ class RemoteStorage:
         """
         raise NotImplementedError
 
-    def _too_big(self, key: str, size: int | None, max_bytes: int) -> PoolObjectError:
-        held = "more than" if size is None else f"{size:,} bytes, more than"
-        return PoolObjectError(
-            f"pool '{self.url}': '{key}' holds {held} the {max_bytes:,} bytes its kind can "
-            "(damaged or hostile pool): run 'bgcache verify'"
-        )
-
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         """``length`` bytes of ``key`` from ``offset`` (negative: from the end).
 
@@ -224,7 +209,15 @@ class RemoteStorage:
 
         Raises:
             PoolObjectError: an entry that is neither a file nor a directory.
+            StorageServerError: directories nested deeper than
+                :data:`~bgcache.store.remote_limits.MAX_WALK_DEPTH` (no pool's are).
         """
+        if prefix.count("/") >= MAX_WALK_DEPTH:
+            raise StorageServerError(
+                f"cannot list pool '{self.url}' ({prefix}): the server lists directories "
+                f"nested deeper than {MAX_WALK_DEPTH} (MAX_WALK_DEPTH), deeper than any "
+                "pool's: a misbehaving server, or a directory that is no pool's"
+            )
         for entry in sorted(self._list(prefix), key=lambda e: e.name):
             key = self._join(prefix, entry.name)
             if entry.kind == "dir":
@@ -363,6 +356,5 @@ __all__ = [
     "Entry",
     "RemoteStorage",
     "TransientServerError",
-    "remote_timeout",
     "x509_files",
 ]

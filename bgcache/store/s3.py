@@ -18,6 +18,16 @@ Crash safety and several writers without rename (DESIGN 4 on object storage):
   exactly one writer creates the document, as with the hard link on a file system;
 * ``sync_dir`` is a no-op: a PUT that succeeded is durable.
 
+Answers are read under the limits of :mod:`bgcache.store.remote_limits`: a body is streamed
+(``StreamingBody.read`` of 64 KiB at a time) and never held beyond its cap (a whole object's
+read asks the range of its cap + 1 byte; an answer longer than asked is refused); a request
+has the deadline ``$BGCACHE_REMOTE_TIMEOUT`` (60 s): botocore's connect and read timeouts
+bound each wait on a socket, the body is given up once the deadline has passed, and no
+failed attempt is tried again after it (botocore's retries, up to 5 attempts, stop there).
+botocore reads a listing page whole (bgcache asks 1,000 keys a page, and refuses a page
+with more); a directory's listing stops at ``MAX_LISTING_ENTRIES`` names and a walk of the
+pool at ``MAX_WALK_OBJECTS`` objects.
+
 boto3 is an optional dependency (``pip install 'bgcache[s3]'``), imported only here.
 
 Why boto3 and not zarr-python's stores (``benchmarks/s3.py``, moto on 127.0.0.1, one core):
@@ -41,12 +51,33 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from bgcache.errors import MissingDependencyError, PoolObjectError, PoolWriteError, UsageError
+from bgcache.errors import MissingDependencyError, PoolWriteError, StorageServerError, UsageError
+from bgcache.store.remote_limits import (
+    CHUNK_BYTES,
+    MAX_LISTING_ENTRIES,
+    MAX_WALK_OBJECTS,
+    Deadline,
+    collect,
+    more_than_asked,
+    remote_timeout,
+    too_big,
+    too_many_entries,
+    too_slow,
+)
 from bgcache.store.storage import PROBE_PREFIX, State, is_transient
+
+#: Keys one listing request asks for (S3's own maximum).
+PAGE_KEYS = 1000
+#: The deadline of the request under way in this thread, and what it reads (for the retry
+#: veto, which botocore calls without them).
+_local = threading.local()
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 
 
 def _client() -> Any:
@@ -64,11 +95,11 @@ def _client() -> Any:
             "AWS_PROFILE",
         )
     )
-    return _cached_client(env)
+    return _cached_client(env, remote_timeout())
 
 
 @functools.cache
-def _cached_client(env: tuple[str | None, ...]) -> Any:
+def _cached_client(env: tuple[str | None, ...], timeout: float) -> Any:
     try:
         import boto3
         from botocore.config import Config
@@ -77,8 +108,23 @@ def _cached_client(env: tuple[str | None, ...]) -> Any:
             "pools on S3 need boto3, which is not installed: pip install 'bgcache[s3]'"
         ) from None
     endpoint = env[0] or env[1]
-    config = Config(retries={"max_attempts": 5, "mode": "standard"})
-    return boto3.client("s3", endpoint_url=endpoint or None, config=config)
+    config = Config(
+        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=timeout,
+        read_timeout=timeout,
+    )
+    client = boto3.client("s3", endpoint_url=endpoint or None, config=config)
+    client.meta.events.register_first("needs-retry.s3", _no_retry_after_the_deadline)
+    return client
+
+
+def _no_retry_after_the_deadline(**kwargs: Any) -> None:
+    """botocore's ``needs-retry`` hook: once the request's deadline has passed, a failed
+    attempt ends the request instead of being tried again."""
+    request: tuple[Deadline, str, str, str] | None = getattr(_local, "request", None)
+    if request is not None and request[0].expired():
+        _, url, key, doing = request
+        raise too_slow(url, key, request[0].seconds, doing)
 
 
 class S3Storage:
@@ -101,6 +147,7 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self._url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._s3 = _client()
+        self._timeout = remote_timeout()
         from botocore.exceptions import BotoCoreError, ClientError
 
         # BotoCoreError: no connection to the endpoint, no credentials... (no response code)
@@ -156,24 +203,15 @@ class S3Storage:
 
         Raises:
             PoolObjectError: it holds more than ``max_bytes`` (only ``max_bytes + 1`` are
-                fetched to tell).
+                asked for, and an answer is refused as soon as it passes them).
         """
         extra = {} if max_bytes is None else {"Range": f"bytes=0-{max_bytes}"}
         try:
-            body: bytes = self._s3.get_object(Bucket=self.bucket, Key=self._key(key), **extra)[
-                "Body"
-            ].read()
-        except self._ClientError as exc:
-            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return None
-            if self._code(exc) == "InvalidRange":  # a range of an empty object
-                return b""
-            raise self._error(exc, key, "read") from None
+            body = self._get(key, extra, "read", max_bytes)
+        except FileNotFoundError:
+            return None
         if max_bytes is not None and len(body) > max_bytes:
-            raise PoolObjectError(
-                f"pool '{self.url}': '{key}' holds more than the {max_bytes:,} bytes its kind "
-                "can (damaged or hostile pool): run 'bgcache verify'"
-            )
+            raise too_big(self.url, key, None, max_bytes)
         return body
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
@@ -181,25 +219,83 @@ class S3Storage:
 
         Raises:
             FileNotFoundError: the object does not exist.
+            StorageServerError: the server sent more than asked.
         """
+        if length <= 0:
+            return b""
         if offset < 0 and offset + length == 0:
             byte_range = f"bytes={offset}"  # the last -offset bytes
         elif offset < 0:
             size = self.size(key)
             if size is None:
                 raise FileNotFoundError(f"{self.url}/{key}")
-            return self.read_range(key, size + offset, length)
+            return self.read_range(key, max(size + offset, 0), length)
         else:
             byte_range = f"bytes={offset}-{offset + length - 1}"
+        return self._get(key, {"Range": byte_range}, "read", None, asked=length)
+
+    def _get(
+        self,
+        key: str,
+        extra: dict[str, str],
+        doing: str,
+        cap: int | None,
+        asked: int | None = None,
+    ) -> bytes:
+        """The body of one GET, streamed: at most ``cap + 1`` bytes of a whole object's read
+        (more: too big), at most ``asked`` of a ranged one (more: refused), within the
+        deadline.
+
+        Raises:
+            FileNotFoundError: no such object (an empty object's range: b"").
+        """
+        deadline = Deadline(self._timeout)
+        _local.request = (deadline, self.url, key, doing)
         try:
-            data: bytes = self._s3.get_object(
-                Bucket=self.bucket, Key=self._key(key), Range=byte_range
-            )["Body"].read()
-        except self._ClientError as exc:
-            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
-                raise FileNotFoundError(f"{self.url}/{key}") from None
-            raise self._error(exc, key, "read") from None
-        return data
+            try:
+                answer = self._s3.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
+            except self._ClientError as exc:
+                if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
+                    raise FileNotFoundError(f"{self.url}/{key}") from None
+                if self._code(exc) == "InvalidRange":  # a range of an empty object
+                    return b""
+                raise self._error(exc, key, doing) from None
+            body = answer["Body"]
+            try:
+                first, total = _content_range(str(answer.get("ContentRange") or ""))
+                declared = int(answer.get("ContentLength") or 0)
+                limit: int | None
+                if cap is not None:
+                    size = total if total is not None else (declared if first is None else None)
+                    if size is not None and size > cap:
+                        raise too_big(self.url, key, size, cap)
+                    limit = cap + 1
+
+                    def over() -> Exception:
+                        return too_big(self.url, key, None, cap or 0)
+                else:
+                    limit = asked
+
+                    def over() -> Exception:
+                        return more_than_asked(self.url, key, asked or 0, whole=first is None)
+
+                if limit is not None and declared > limit:
+                    raise over()
+                return collect(
+                    iter(lambda: body.read(CHUNK_BYTES), b""),
+                    limit,
+                    deadline,
+                    over=over,
+                    late=lambda: too_slow(self.url, key, self._timeout, doing),
+                )
+            except self._ClientError as exc:  # the body cut short, a read timeout
+                if deadline.expired():
+                    raise too_slow(self.url, key, self._timeout, doing) from None
+                raise self._error(exc, key, doing) from None
+            finally:
+                body.close()
+        finally:
+            _local.request = None
 
     def _head(self, key: str) -> dict[str, Any] | None:
         """The object's metadata (HEAD), or None if it does not exist."""
@@ -223,30 +319,51 @@ class S3Storage:
         files, dirs = self._list(self._key(key), delimiter="/", limit=1)
         return bool(files or dirs)
 
+    def _pages(self, prefix: str, *, delimiter: str | None, limit: int | None) -> Iterator[Any]:
+        """The listing pages of objects (and, with a delimiter, common prefixes) under
+        ``prefix/``, each checked to hold no more keys than asked."""
+        base = f"{prefix}/" if prefix else ""
+        per_page = min(limit or PAGE_KEYS, PAGE_KEYS)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base, "MaxKeys": per_page}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        while True:
+            deadline = Deadline(self._timeout)
+            _local.request = (deadline, self.url, prefix, "list")
+            try:
+                page = self._s3.list_objects_v2(**kwargs)
+            except self._ClientError as exc:
+                raise self._error(exc, prefix, "list") from None
+            finally:
+                _local.request = None
+            held = len(page.get("Contents", [])) + len(page.get("CommonPrefixes", []))
+            if held > per_page:
+                raise StorageServerError(
+                    f"cannot list pool '{self.url}' ({prefix or '/'}): the server's listing "
+                    f"page holds {held:,} keys, more than the {per_page:,} asked: a "
+                    "misbehaving server"
+                )
+            yield base, page
+            token = page.get("NextContinuationToken")
+            if limit or not page.get("IsTruncated") or not token:
+                return
+            kwargs["ContinuationToken"] = token
+
     def _list(
         self, prefix: str, *, delimiter: str | None, limit: int | None = None
     ) -> tuple[list[tuple[str, int]], list[str]]:
-        """Objects ``(key, size)`` and common prefixes under ``prefix/``."""
-        base = f"{prefix}/" if prefix else ""
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        if limit:
-            kwargs["MaxKeys"] = limit
+        """Objects ``(key, size)`` and common prefixes directly under ``prefix/``.
+
+        Raises:
+            StorageServerError: more than :data:`MAX_LISTING_ENTRIES` of them.
+        """
         files: list[tuple[str, int]] = []
         dirs: list[str] = []
-        try:
-            while True:
-                page = self._s3.list_objects_v2(**kwargs)
-                files += [(o["Key"][len(base) :], int(o["Size"])) for o in page.get("Contents", [])]
-                dirs += [
-                    p["Prefix"][len(base) :].rstrip("/") for p in page.get("CommonPrefixes", [])
-                ]
-                if limit or not page.get("IsTruncated"):
-                    break
-                kwargs["ContinuationToken"] = page["NextContinuationToken"]
-        except self._ClientError as exc:
-            raise self._error(exc, prefix, "list") from None
+        for base, page in self._pages(prefix, delimiter=delimiter, limit=limit):
+            files += [(o["Key"][len(base) :], int(o["Size"])) for o in page.get("Contents", [])]
+            dirs += [p["Prefix"][len(base) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            if len(files) + len(dirs) > MAX_LISTING_ENTRIES:
+                raise too_many_entries(self.url, prefix)
         return files, dirs
 
     def children(self, prefix: str) -> list[str]:
@@ -255,11 +372,25 @@ class S3Storage:
         return sorted({name for name, _ in files} | set(dirs))
 
     def walk(self, prefix: str = "") -> Iterator[tuple[str, int]]:
-        """Every object under ``prefix`` as ``(key, size)``, sorted."""
-        files, _ = self._list(self._key(prefix), delimiter=None)
+        """Every object under ``prefix`` as ``(key, size)``, in sorted order (the order S3
+        lists keys in: by their UTF-8 bytes, which is Python's order of the names), a page at
+        a time.
+
+        Raises:
+            StorageServerError: more than :data:`MAX_WALK_OBJECTS` objects.
+        """
         lead = f"{prefix}/" if prefix else ""
-        for name, size in sorted(files):
-            yield lead + name, size
+        seen = 0
+        for base, page in self._pages(self._key(prefix), delimiter=None, limit=None):
+            for entry in page.get("Contents", []):
+                seen += 1
+                if seen > MAX_WALK_OBJECTS:
+                    raise StorageServerError(
+                        f"cannot list pool '{self.url}': the server lists more than "
+                        f"{MAX_WALK_OBJECTS:,} objects (MAX_WALK_OBJECTS), more than a pool "
+                        "holds: a misbehaving server, or a prefix that is no pool's"
+                    )
+                yield lead + str(entry["Key"])[len(base) :], int(entry["Size"])
 
     # -- writing ---------------------------------------------------------------------------
     def write(self, key: str, data: bytes) -> None:
@@ -306,6 +437,15 @@ class S3Storage:
     def check_creatable(self) -> None:
         """The bucket must exist and accept writes."""
         self.check_writable()
+
+
+def _content_range(text: str) -> tuple[int | None, int | None]:
+    """``(first byte, whole size)`` of a ``ContentRange`` (None where missing or ``*``)."""
+    found = _CONTENT_RANGE.match(text.strip())
+    if found is None:
+        return None, None
+    total = found.group(3)
+    return int(found.group(1)), None if total == "*" else int(total)
 
 
 __all__ = ["S3Storage"]

@@ -27,7 +27,7 @@ import google_crc32c
 import numpy as np
 from numcodecs import Blosc
 
-from bgcache.errors import CorruptBlockError
+from bgcache.errors import CorruptBlockError, PoolWriteError, StorageServerError
 from bgcache.store.format import Compression
 
 _SHUFFLE = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
@@ -35,6 +35,11 @@ _EMPTY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
 #: ``read(offset, length)`` of one stored object (negative offset: from the end).
 RangeReader = Callable[[int, int], bytes]
+#: A read's failures that are the storage server's, not the block's: a server that does not
+#: answer, fails, or answers what was not asked. They reach the caller as they are (a
+#: reader that skips damaged blocks must not skip the blocks of a server that is down).
+_SERVER_TROUBLE = (PoolWriteError, StorageServerError)
+_NOT_DAMAGE = (CorruptBlockError, *_SERVER_TROUBLE)
 
 
 def crc32c(data: bytes | memoryview | np.ndarray) -> int:
@@ -189,7 +194,7 @@ def read_shard_index(read: RangeReader, n_values: int, chunk: int, where: str) -
     n_chunks = max(1, -(-n_values // chunk))
     try:
         return _parse_index(read(-(n_chunks * 16 + 4), n_chunks * 16 + 4), n_chunks, where)
-    except CorruptBlockError:
+    except _NOT_DAMAGE:
         raise
     except Exception as exc:
         raise CorruptBlockError(f"{where}: cannot read the shard index ({exc})") from None
@@ -235,6 +240,8 @@ def read_shard_range(
     if contiguous and end > begin:
         try:
             span = memoryview(read(begin, end - begin))
+        except _SERVER_TROUBLE:
+            raise
         except Exception as exc:
             raise CorruptBlockError(
                 f"{where}: cannot read inner chunks {first}..{last} ({exc})"
@@ -247,6 +254,8 @@ def read_shard_range(
         else:
             try:
                 data = read(offset, length)
+            except _SERVER_TROUBLE:
+                raise
             except Exception as exc:
                 raise CorruptBlockError(f"{where}: cannot read inner chunk {c} ({exc})") from None
         if len(data) != length:

@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from bgcache.errors import BgcacheError, CorruptBlockError
+from bgcache.errors import (
+    BgcacheError,
+    CorruptBlockError,
+    PoolObjectError,
+    PoolWriteError,
+    StorageServerError,
+)
 from bgcache.store.catalog import lost_blocks
 from bgcache.store.columns import PackedBlock, check_block
 from bgcache.store.format import (
@@ -38,7 +44,13 @@ from bgcache.store.format import (
     stream_document_key,
 )
 from bgcache.store.pool import BlockInfo, Pool, open_pool
-from bgcache.store.records import node_record, parse_block_marker, read_root_record, summary_of
+from bgcache.store.records import (
+    MAX_DOCUMENT_BYTES,
+    node_record,
+    parse_block_marker,
+    read_root_record,
+    summary_of,
+)
 from bgcache.store.storage import PROBE_PREFIX
 
 
@@ -117,6 +129,8 @@ def verify_pool(
     recorded: dict[str, Any] | BgcacheError
     try:
         recorded = read_root_record(pool.storage)
+    except (PoolWriteError, StorageServerError):
+        raise  # the server's trouble, not the pool's
     except BgcacheError as exc:
         recorded = exc
     pool.refresh()
@@ -155,9 +169,18 @@ def verify_pool(
     return report
 
 
+def _document(pool: Pool, key: str) -> bytes | None:
+    """A metadata document, at most :data:`MAX_DOCUMENT_BYTES` (a larger one reads as
+    ``b""``: damaged, as one that does not parse)."""
+    try:
+        return pool.storage.read(key, MAX_DOCUMENT_BYTES)
+    except PoolObjectError:
+        return b""
+
+
 def _check_groups(pool: Pool, report: VerifyReport) -> None:
     storage = pool.storage
-    if storage.read(STREAMS_DOCUMENT) is None:
+    if _document(pool, STREAMS_DOCUMENT) is None:
         if pool.block_list or pool.stream_seeds:
             report.problems.append(Finding("metadata", STREAMS_DOCUMENT, "missing"))
         else:  # a build killed between creating the root and the streams group
@@ -170,7 +193,7 @@ def _check_groups(pool: Pool, report: VerifyReport) -> None:
             )
     for seed in sorted({b.seed for b in pool.block_list}):
         key = stream_document_key(seed)
-        raw = storage.read(key)
+        raw = _document(pool, key)
         record = node_record(raw)
         if raw is None:
             report.problems.append(Finding("metadata", key, "stream group metadata is missing"))
@@ -193,7 +216,7 @@ def _finding(kind: str, info: BlockInfo, message: str) -> Finding:
 def _check_block(pool: Pool, info: BlockInfo, report: VerifyReport) -> None:
     storage = pool.storage
     base = info.path
-    raw = storage.read(marker_key(base))
+    raw = _document(pool, marker_key(base))
     try:
         marker = parse_block_marker(raw, base)
     except CorruptBlockError:
@@ -218,7 +241,7 @@ def _check_block(pool: Pool, info: BlockInfo, report: VerifyReport) -> None:
             )
     shapes = {"counts": info.n_events, "index": n_hits, "charge": n_hits}
     for column, n in shapes.items():
-        doc_raw = storage.read(column_document_key(base, column))
+        doc_raw = _document(pool, column_document_key(base, column))
         try:
             doc = json.loads(doc_raw or b"")
             shape_ok = doc["shape"] == [n] and doc["data_type"] == COLUMN_DTYPES[column].name

@@ -1,19 +1,22 @@
-"""Pools on WebDAV storage (``davs://host/path``, ``https://host/path``), with webdav4.
+"""Pools on WebDAV storage (``davs://host/path``, ``https://host/path``), on httpx.
 
 The second grid backend of :mod:`bgcache.store.storage` (storage elements serve WebDAV
 beside XRootD: dCache, StoRM, EOS, XRootD's own HTTP); see :mod:`bgcache.store.remote` for
 how writes stay crash-safe and how several writers create one pool. ``davs://`` and
 ``https://`` are the same server over TLS, ``dav://`` and ``http://`` without (a test
-server). webdav4 (``pip install 'bgcache[webdav]'``) parses the ``PROPFIND`` answers; the
-reads are plain ``GET`` requests with a ``Range`` on its httpx client.
+server). The requests are bgcache's own (:mod:`bgcache.store.davclient`, on httpx: ``pip
+install 'bgcache[webdav]'``), which read every answer under the limits of
+:mod:`bgcache.store.remote_limits` (caps, a deadline per request, bounded listings,
+redirects); this module says what a pool needs of them.
 
 Authentication follows the WLCG conventions: a bearer token from ``$BEARER_TOKEN``, else the
 file ``$BEARER_TOKEN_FILE``, else ``$XDG_RUNTIME_DIR/bt_u<uid>``, else ``/tmp/bt_u<uid>``
-(the WLCG bearer token discovery), sent as ``Authorization: Bearer``; an X.509 proxy from
-``$X509_USER_PROXY`` as the client certificate, with the CA directory ``$X509_CERT_DIR``
-where set. Neither is logged or put into an error message.
+(the WLCG bearer token discovery), sent as ``Authorization: Bearer`` (to which hosts after a
+redirect: see :mod:`~bgcache.store.davclient`); an X.509 proxy from ``$X509_USER_PROXY`` as
+the client certificate, with the CA directory ``$X509_CERT_DIR`` where set. Neither is
+logged or put into an error message.
 
-Every request has the timeout :func:`~bgcache.store.remote.remote_timeout`
+Every request has the deadline :func:`~bgcache.store.remote_limits.remote_timeout`
 (``$BGCACHE_REMOTE_TIMEOUT``, 60 s); one that changes nothing (a stat, a listing, a read)
 is tried again after a server error for up to :data:`RETRY_WAIT` seconds. The client is
 made anew in a forked child.
@@ -21,24 +24,20 @@ made anew in a forked child.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import re
 import ssl
 import time
 import weakref
 from pathlib import Path
 from typing import Any
 
-from bgcache.errors import MissingDependencyError, PoolWriteError, UsageError
+from bgcache.errors import PoolWriteError, StorageServerError, UsageError
+from bgcache.store.davclient import DavClient, is_html
 from bgcache.store.format import STREAMS_DOCUMENT, ZARR_JSON
-from bgcache.store.remote import (
-    Entry,
-    RemoteStorage,
-    TransientServerError,
-    remote_timeout,
-    x509_files,
-)
+from bgcache.store.remote import Entry, RemoteStorage, TransientServerError, x509_files
+from bgcache.store.remote_limits import more_than_asked, remote_timeout, too_big
 
 #: Clients a forked child inherited from its parent (see ``WebDAVStorage._client``).
 _INHERITED: list[Any] = []
@@ -51,15 +50,7 @@ REPLACE_WAIT = 10.0
 #: URL schemes of WebDAV pools and the HTTP scheme each stands for.
 SCHEMES = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
 
-
-def _webdav4() -> Any:
-    try:
-        import webdav4.client
-    except ImportError:
-        raise MissingDependencyError(
-            "davs:// and https:// pools need webdav4: pip install 'bgcache[webdav]'"
-        ) from None
-    return webdav4.client
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)$")
 
 
 def bearer_token() -> str | None:
@@ -101,38 +92,34 @@ class WebDAVStorage(RemoteStorage):
     """A pool at ``davs://host[:port]/path`` (or ``https://``; ``dav://``, ``http://``).
 
     Raises:
-        UsageError: a malformed URL. MissingDependencyError: no webdav4.
+        UsageError: a malformed URL, or a bad ``$BGCACHE_REMOTE_TIMEOUT``.
+        MissingDependencyError: no httpx.
     """
 
     def __init__(self, url: str) -> None:
+        from bgcache.store.davclient import _httpx
+
         self.base, self.path = parse_url(url)
         scheme = url.partition("://")[0]
         self._url = f"{scheme}://{self.base.partition('://')[2]}{self.path}"
-        self._module = _webdav4()
+        _httpx()  # said now, not at the first request
         self._timeout = remote_timeout()
         self._pid = -1
-        self._dav: Any = None
+        self._dav: DavClient | None = None
 
     # -- the client, per process -----------------------------------------------------------
-    def _client(self) -> Any:
-        if self._pid != os.getpid():  # new, or a forked child: no connection of the parent's
-            import httpx
-
-            headers = {}
-            token = bearer_token()
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
-            options: dict[str, Any] = {"timeout": self._timeout, "headers": headers}
-            if self.base.startswith("https://"):
-                options["verify"] = self._tls_context()
+    def _client(self) -> DavClient:
+        if self._dav is None or self._pid != os.getpid():
+            # new, or a forked child: no connection of the parent's
+            verify = self._tls_context() if self.base.startswith("https://") else True
             if self._dav is not None:
                 # the parent's client, in a forked child: never closed here (that could end
                 # the parent's TLS session on the shared socket), kept from the collector
                 _INHERITED.append(self._dav)
-            http = httpx.Client(**options)
-            self._dav = self._module.Client(self.base, http_client=http, retry=False)
+            dav = DavClient(self.base, self.path, self.url, self._timeout, verify, bearer_token())
+            self._dav = dav
             self._pid = os.getpid()
-            weakref.finalize(self, http.close)  # its connections close with the storage
+            weakref.finalize(self, dav.close)  # its connections close with the storage
         return self._dav
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -156,55 +143,6 @@ class WebDAVStorage(RemoteStorage):
                 ) from None
         return context
 
-    def _full(self, key: str) -> str:
-        return f"{self.path}/{key}" if key else self.path
-
-    def _error(self, exc: BaseException, key: str, doing: str) -> PoolWriteError:
-        import httpx
-
-        where = f"pool '{self.url}'" + (f" ({key})" if key else "")
-        response = getattr(exc, "response", None)
-        status = getattr(response, "status_code", None)
-        if status in (401, 403):
-            what = "credentials refused" if status == 401 else "permission denied"
-            return PoolWriteError(
-                f"cannot {doing} {where}: {what} (HTTP {status}); check the bearer token "
-                "($BEARER_TOKEN, $BEARER_TOKEN_FILE) or the X.509 proxy ($X509_USER_PROXY): "
-                "renew an expired one, or use a path you may write"
-            )
-        tls = _tls_refusal(str(exc))
-        if tls:
-            return PoolWriteError(f"cannot {doing} {where}: {tls}")
-        if isinstance(exc, httpx.TimeoutException | httpx.ConnectError | httpx.NetworkError):
-            return PoolWriteError(
-                f"cannot {doing} {where}: the server does not answer ({type(exc).__name__}); "
-                f"check the host and port of {self.base} (timeout {self._timeout:.0f} s, "
-                "$BGCACHE_REMOTE_TIMEOUT)"
-            )
-        detail = f"HTTP {status}" if status else type(exc).__name__
-        message = f"cannot {doing} {where}: {detail}"
-        if (status or 0) >= 500 or isinstance(exc, httpx.RemoteProtocolError):
-            return TransientServerError(message)  # tried again where that is safe
-        return PoolWriteError(message)
-
-    def _call(self, key: str, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        import httpx
-
-        dav = self._module
-        try:
-            return fn(*args, **kwargs)
-        except (dav.ResourceNotFound, dav.ResourceAlreadyExists):
-            raise  # answers the callers ask for
-        except dav.ForbiddenOperation:  # a MKCOL or MOVE the server refuses (403)
-            raise self._error(_Status(_Forbidden()), key, doing) from None
-        except dav.InsufficientStorage:
-            raise PoolWriteError(
-                f"cannot {doing} pool '{self.url}' ({key}): the server has no space left "
-                "(HTTP 507); free space or choose another storage element"
-            ) from None
-        except (httpx.HTTPError, dav.ClientError) as exc:
-            raise self._error(exc, key, doing) from None
-
     # -- primitives ------------------------------------------------------------------------
     def _again(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``, a request that changes nothing, tried again after a
@@ -216,7 +154,8 @@ class WebDAVStorage(RemoteStorage):
         documents in the directory: one listing in five failed, and one needed five tries),
         and a ``GET`` overlapping a rename can fail the same way. A deadline rather than a
         count of tries, since how often the next try fails depends on how busy the writers
-        are; a server that keeps failing is reported after it.
+        are; a server that keeps failing is reported after it. An answer that missed its
+        own deadline, or is not what was asked, is not tried again.
         """
         deadline = time.monotonic() + RETRY_WAIT
         pause = 0.02
@@ -230,56 +169,104 @@ class WebDAVStorage(RemoteStorage):
             pause = min(2 * pause, 0.5)
 
     def _stat(self, key: str) -> Entry | None:
-        dav = self._client()
-        try:
-            info = self._again(self._call, key, "read", dav.info, self._full(key))
-        except self._module.ResourceNotFound:
+        found = self._again(self._client().propfind, key, "0", "read")
+        if found is None:
             return None
-        return _entry(key.rsplit("/", 1)[-1], info)
+        me: Entry = found[0]
+        return Entry(key.rsplit("/", 1)[-1], me.kind, me.size, me.mtime)
 
     def _list(self, key: str) -> list[Entry]:
-        dav = self._client()
-        try:
-            items = self._again(self._call, key, "list", dav.ls, self._full(key), detail=True)
-        except self._module.ResourceNotFound:
+        found = self._again(self._client().propfind, key, "1", "list")
+        if found is None or found[0].kind != "dir":
             return []
-        out = []
-        for item in items:
-            name = str(item.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
-            if name:
-                out.append(_entry(name, item))
-        return out
+        entries: list[Entry] = found[1]
+        return entries
 
     def _get(self, key: str, offset: int, length: int | None) -> bytes:
         """Bytes of ``key`` (a range of a block column: :meth:`_get_once`, tried again after
         a server error)."""
+        if length is not None and length <= 0:
+            return b""
         data: bytes = self._again(self._get_once, key, offset, length)
         return data
 
-    def _get_once(self, key: str, offset: int, length: int | None, *, close: bool = False) -> bytes:
-        """Bytes of ``key`` by one GET; ``close`` asks the server to close the connection
-        after it, so a body shorter than its ``Content-Length`` is an error at once."""
-        import httpx
+    def _get_once(
+        self,
+        key: str,
+        offset: int,
+        length: int | None,
+        *,
+        close: bool = False,
+        cap: int | None = None,
+    ) -> bytes:
+        """Bytes of ``key`` by one GET of ``length`` bytes from ``offset`` (None: to the
+        end), at most ``length`` of them held; ``close`` asks the server to close the
+        connection after it, so a body shorter than its ``Content-Length`` is an error at
+        once. ``cap`` (a whole object's read, from 0): the most its kind may hold.
 
+        A server may ignore the range and send the whole object (HTTP 200): taken where it
+        is no longer than the range's end (or ``cap``), else refused as soon as it passes it.
+
+        Raises:
+            FileNotFoundError: there is no such object. PoolObjectError: it holds more than
+                ``cap``. StorageServerError: the server sent more than asked, another range,
+                an HTML page or an encoded body. PoolWriteError: an error status.
+        """
         dav = self._client()
         headers = {"Connection": "close"} if close else {}
         if length is not None:
             headers["Range"] = f"bytes={offset}-{offset + max(length, 1) - 1}"
         elif offset:
             headers["Range"] = f"bytes={offset}-"
-        try:
-            response = dav.http.get(dav.join_url(self._full(key)), headers=headers)
-        except httpx.HTTPError as exc:  # a body cut before its Content-Length: transient
-            raise self._error(exc, key, "read") from None
-        if response.status_code == 404:
-            raise FileNotFoundError(f"{self.url}/{key}")
-        if response.status_code == 416:  # a range past the end (an empty file)
-            return b""
-        if response.status_code >= 400:
-            raise self._error(_Status(response), key, "read")
-        data = bytes(response.content)
-        if response.status_code == 200 and "Range" in headers:  # the server ignored it
-            data = data[offset : None if length is None else offset + length]
+        with dav.exchange("GET", key, "read", headers=headers) as r:
+            status = r.status_code
+            if status in (404, 416) or status >= 400:
+                dav.drain(r)
+                if status == 404:
+                    raise FileNotFoundError(f"{self.url}/{key}")
+                if status == 416:  # a range past the end (an empty file)
+                    return b""
+                raise dav.status_error(r, key, "read")
+            if status not in (200, 206):
+                raise dav.status_error(r, key, "read")
+            if is_html(r):
+                raise dav.html_error(r, key, "read", "the file asked for")
+            declared = _int_header(r.headers.get("content-length"))
+            if status == 206:
+                first, total = _content_range(r.headers.get("content-range", ""))
+                if first != offset:
+                    raise StorageServerError(
+                        f"cannot read pool '{self.url}' ({key}): the server sent another "
+                        f"range than the one asked (from byte {offset}): a misbehaving server"
+                    )
+                if cap is not None and total is not None and total > cap:
+                    raise too_big(self.url, key, total, cap)
+                limit = length
+                asked = length
+
+                def over() -> Exception:
+                    return more_than_asked(self.url, key, asked or 0, whole=False)
+            elif cap is not None:  # the whole object, read whole
+                limit = cap
+                if declared is not None and declared > cap:
+                    raise too_big(self.url, key, declared, cap)
+
+                def over() -> Exception:
+                    return too_big(self.url, key, None, cap or 0)
+            else:  # the whole object, where a range was asked: taken up to the range's end
+                limit = None if length is None else offset + length
+                asked = length
+
+                def over() -> Exception:
+                    return more_than_asked(self.url, key, asked or 0, whole=True)
+
+            if limit is not None and declared is not None and declared > limit:
+                raise over()
+            data = dav.body(r, limit, over, key)
+            if data[:1] == b"<" and is_html(r, data):
+                raise dav.html_error(r, key, "read", "the file asked for")
+        if status == 200 and offset:
+            data = data[offset:]
         return data if length is None else data[:length]
 
     def read(self, key: str, max_bytes: int | None = None) -> bytes | None:
@@ -287,21 +274,30 @@ class WebDAVStorage(RemoteStorage):
 
         A server error (5xx) or an answer cut short is tried again (:meth:`_again`); the
         root record is read by :meth:`_read_root_record`.
+
+        Raises:
+            PoolObjectError: it holds more than ``max_bytes`` (refused as soon as the server
+                says so, or its answer passes them).
         """
         length = None if max_bytes is None else max_bytes + 1
         root = key == ZARR_JSON
-        data = self._read_root_record(length) if root else self._read_file(key, length)
+        data = (
+            self._read_root_record(length, max_bytes)
+            if root
+            else self._read_file(key, length, max_bytes)
+        )
         if data is not None and max_bytes is not None and len(data) > max_bytes:
-            raise self._too_big(key, None, max_bytes)
+            raise too_big(self.url, key, None, max_bytes)
         return data
 
-    def _read_file(self, key: str, length: int | None) -> bytes | None:
+    def _read_file(self, key: str, length: int | None, cap: int | None) -> bytes | None:
         try:
-            return self._get(key, 0, length)
+            data: bytes = self._again(self._get_once, key, 0, length, cap=cap)
         except FileNotFoundError:
             return None
+        return data
 
-    def _read_root_record(self, length: int | None) -> bytes | None:
+    def _read_root_record(self, length: int | None, cap: int | None) -> bytes | None:
         """One whole version of the root record, the one document writers replace.
 
         A ``MOVE`` over an existing document is not atomic on every server (RFC 4918 lets
@@ -336,7 +332,7 @@ class WebDAVStorage(RemoteStorage):
         while True:
             outcome: bytes | TransientServerError | None
             try:
-                outcome = self._get_once(ZARR_JSON, 0, length, close=True)
+                outcome = self._get_once(ZARR_JSON, 0, length, close=True, cap=cap)
             except FileNotFoundError:
                 outcome = None
             except TransientServerError as exc:
@@ -364,54 +360,59 @@ class WebDAVStorage(RemoteStorage):
 
     def _put(self, key: str, data: bytes) -> None:
         dav = self._client()
-        response = self._call(
-            key, "write to", dav.http.put, dav.join_url(self._full(key)), content=data
-        )
-        if response.status_code >= 400:
-            raise self._error(_Status(response), key, "write to")
+        with dav.exchange("PUT", key, "write to", content=data) as r:
+            dav.drain(r)
+            if not 200 <= r.status_code < 300:
+                raise dav.status_error(r, key, "write to")
 
     def _move(self, source: str, target: str) -> None:
         dav = self._client()
-        self._call(
-            target, "write to", dav.move, self._full(source), self._full(target), overwrite=True
-        )
+        headers = {"Destination": str(dav.address(target)), "Overwrite": "T"}
+        with dav.exchange("MOVE", source, "write to", headers=headers) as r:
+            dav.drain(r)
+            if not 200 <= r.status_code < 300 or r.status_code == 207:
+                raise dav.status_error(r, target, "write to")
 
     def _mkdir(self, key: str, *, parents: bool) -> bool:
         dav = self._client()
-        parts = [p for p in self._full(key).split("/") if p]
-        targets = (
-            ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
-            if parents
-            else [self._full(key)]
-        )
+        full = f"{self.path}/{key}" if key else self.path
+        parts = [p for p in full.split("/") if p]
+        targets = ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))] if parents else [full]
         created = False
         for target in targets:
-            try:
-                self._call(key, "write to", dav.mkdir, target)
+            url = dav.base.copy_with(path=target + "/")
+            with dav.exchange("MKCOL", key, "write to", target=url) as r:
+                dav.drain(r)
+                status = r.status_code
+            if status in (200, 201):
                 created = True
-            except self._module.ResourceAlreadyExists:
+                continue
+            if status == 405:  # it exists
                 created = False
-            except PoolWriteError:
-                # two MKCOLs of one name at once: a server that checks before it creates
-                # (wsgidav) may answer the second with an error instead of 405; the
-                # directory exists, made by the other writer, and this call did not make it
-                if self._stat_full(target):
-                    created = False
-                    continue
-                raise
+                continue
+            # two MKCOLs of one name at once: a server that checks before it creates
+            # (wsgidav) may answer the second with an error instead of 405; the directory
+            # exists, made by the other writer, and this call did not make it (and a server
+            # may refuse a MKCOL of an existing directory the user may not write, 403)
+            if self._stat_full(url):
+                created = False
+                continue
+            raise dav.status_error(r, key, "write to")
         return created
 
-    def _stat_full(self, path: str) -> bool:
+    def _stat_full(self, url: Any) -> bool:
         try:
-            self._again(self._call, path, "read", self._client().info, path)
-        except (self._module.ResourceNotFound, PoolWriteError):
+            found = self._again(self._client().propfind, "", "0", "read", url)
+        except (PoolWriteError, StorageServerError):
             return False
-        return True
+        return found is not None
 
     def _remove(self, key: str) -> None:
         dav = self._client()
-        with contextlib.suppress(self._module.ResourceNotFound):
-            self._call(key, "delete from", dav.remove, self._full(key))
+        with dav.exchange("DELETE", key, "delete from") as r:
+            dav.drain(r)
+            if r.status_code != 404 and (not 200 <= r.status_code < 300 or r.status_code == 207):
+                raise dav.status_error(r, key, "delete from")
 
     def _rmdir(self, key: str) -> None:
         self._remove(key)
@@ -431,53 +432,23 @@ def _whole_json(data: bytes) -> bool:
     return True
 
 
-def _tls_refusal(text: str) -> str | None:
-    """What a TLS error of ``text`` means for the user, or None if it is none.
+def _int_header(text: str | None) -> int | None:
+    """A ``Content-Length``'s number (None where missing or no number)."""
+    return int(text) if text and text.strip().isdigit() else None
+
+
+def _content_range(text: str) -> tuple[int | None, int | None]:
+    """``(first byte, whole size)`` of a ``Content-Range`` (None where missing or ``*``).
 
     Example:
-        >>> _tls_refusal("[SSL: SSLV3_ALERT_CERTIFICATE_EXPIRED] sslv3 alert certificate "
-        ...     "expired (_ssl.c:2580)")[:62]
-        'the server refused the client certificate (certificate expired'
+        >>> _content_range("bytes 0-99/5000"), _content_range("bytes 5-9/*"), _content_range("")
+        ((0, 5000), (5, None), (None, None))
     """
-    if not text.startswith("[SSL: "):
-        return None
-    reason = text.partition("] ")[2].rsplit(" (_ssl", 1)[0]
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        detail = reason.partition("certificate verify failed: ")[2] or reason
-        return (
-            f"the server's certificate does not verify ({detail}); set X509_CERT_DIR to "
-            "the grid CA directory (e.g. /etc/grid-security/certificates)"
-        )
-    if "ALERT" in text:
-        detail = reason.split(" alert ", 1)[-1]
-        return (
-            f"the server refused the client certificate ({detail}); renew the proxy in "
-            "$X509_USER_PROXY (voms-proxy-init), or use a bearer token ($BEARER_TOKEN)"
-        )
-    return f"TLS failed ({reason})"
+    found = _CONTENT_RANGE.match(text.strip())
+    if found is None:
+        return None, None
+    total = found.group(3)
+    return int(found.group(1)), None if total == "*" else int(total)
 
 
-class _Forbidden:
-    status_code = 403
-
-
-class _Status(Exception):
-    """An HTTP answer that is an error, as :meth:`WebDAVStorage._error` reads it."""
-
-    def __init__(self, response: Any) -> None:
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
-
-
-def _entry(name: str, info: dict[str, Any]) -> Entry:
-    kind = "dir" if info.get("type") == "directory" else "file"
-    modified = info.get("modified")
-    mtime = (
-        float(modified.timestamp())
-        if modified is not None and hasattr(modified, "timestamp")
-        else None
-    )
-    return Entry(name, kind, int(info.get("content_length") or 0), mtime)  # type: ignore[arg-type]
-
-
-__all__ = ["SCHEMES", "WebDAVStorage", "bearer_token", "parse_url"]
+__all__ = ["RETRY_WAIT", "SCHEMES", "WebDAVStorage", "bearer_token", "parse_url"]

@@ -45,6 +45,7 @@ from bgcache.store.format import (
 from bgcache.store.pool import Pool, open_storage
 from bgcache.store.records import (
     IMPORTED_MODEL,
+    MAX_DOCUMENT_BYTES,
     content_differences,
     json_bytes,
     node_document,
@@ -190,7 +191,7 @@ def check_build_location(storage: Storage, model: str | None = None) -> dict[str
         storage.check_creatable()
         return None
     record = None
-    if storage.read(ZARR_JSON) is not None:
+    if storage.read(ZARR_JSON, MAX_DOCUMENT_BYTES) is not None:
         record = read_root_record(storage)
         held = record["content"].get("model")
         if model is not None and held == IMPORTED_MODEL:
@@ -239,7 +240,7 @@ def create_or_open_pool(
     check_build_location(storage)  # an existing location is probed for writing there
     if missing:
         storage.check_writable()  # creates the directory (a no-op on object stores)
-    if storage.read(ZARR_JSON) is None:
+    if storage.read(ZARR_JSON, MAX_DOCUMENT_BYTES) is None:
         new_record: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -266,7 +267,7 @@ def create_or_open_pool(
             f"pool '{storage.url}' has block_events={have.block_events}, chunk_hits={have.chunk_hits}: "
             "a pool's layout is fixed when it is created; leave --block-events out or use the pool's value"
         )
-    if storage.read(STREAMS_DOCUMENT) is None:
+    if storage.read(STREAMS_DOCUMENT, MAX_DOCUMENT_BYTES) is None:
         # created with the root; also when a writer was killed between the root and the streams group
         storage.write_new(STREAMS_DOCUMENT, node_document({"kind": "streams"}))
         storage.sync_dir(STREAMS)

@@ -12,12 +12,20 @@ CAs of ``$X509_CERT_DIR``) and WLCG bearer tokens from ``$BEARER_TOKEN`` /
 ``$BEARER_TOKEN_FILE`` (ztn) are found by its security plugins as for ``xrdcp``; bgcache
 checks only that the proxy and CA directory named exist, and logs nothing of them.
 
-Every request has the timeout :func:`~bgcache.store.remote.remote_timeout`
-(``$BGCACHE_REMOTE_TIMEOUT``, 60 s), and the client is told to give up connecting after one
-window of that length (its default retries for 10 minutes: measured 8 minutes against a
-closed port). The client's fork handler is on. Open files are kept (up to
-:data:`OPEN_FILES`) so that a block's reads cost one request each; they are never carried
-into a forked child, which opens its own.
+Answers are read under the limits of :mod:`bgcache.store.remote_limits`. Every request has
+the deadline :func:`~bgcache.store.remote_limits.remote_timeout` (``$BGCACHE_REMOTE_TIMEOUT``,
+60 s): the client's own request timeout, which counts from sending a request to the last
+byte of its answer (a read of a whole object is one request), checked every second
+(``TimeoutResolution``; its default, 15 s, would let a request run 15 s past its deadline);
+and the client is told to give up connecting after one window of that length (its default
+retries for 10 minutes: measured 8 minutes against a closed port). A read asks for no more
+than its cap: a whole object's size is taken from the open file and checked against the
+cap before it is read, a ranged read asks its range, and an answer longer than asked is
+refused. A listing is collected whole by the client (the binding has no streamed one) and
+refused after it when it holds more than
+:data:`~bgcache.store.remote_limits.MAX_LISTING_ENTRIES` entries. The client's fork handler
+is on. Open files are kept (up to :data:`OPEN_FILES`) so that a block's reads cost one
+request each; they are never carried into a forked child, which opens its own.
 """
 
 from __future__ import annotations
@@ -29,13 +37,23 @@ from collections import OrderedDict
 from typing import Any
 
 from bgcache.errors import MissingDependencyError, PoolObjectError, PoolWriteError, UsageError
-from bgcache.store.remote import Entry, RemoteStorage, remote_timeout, x509_files
+from bgcache.store.remote import Entry, RemoteStorage, x509_files
+from bgcache.store.remote_limits import (
+    MAX_LISTING_ENTRIES,
+    more_than_asked,
+    remote_timeout,
+    too_big,
+    too_many_entries,
+    too_slow,
+)
 
 #: Files kept open per process (shards and counts of the blocks being read).
 OPEN_FILES = 64
 
 #: XRootD error numbers (XProtocol.hh) this backend tells apart.
 _NOT_FOUND, _EXISTS, _NOT_AUTHORIZED, _NOT_DIR, _IS_DIR = 3011, 3018, 3010, 3015, 3016
+#: The client's status code of a request that missed its timeout (XrdClStatus.hh).
+_EXPIRED = 206
 _configured: list[float] = []
 
 
@@ -52,6 +70,7 @@ def _client() -> Any:
         client.EnvPutInt("ConnectionWindow", max(int(timeout), 1))
         client.EnvPutInt("ConnectionRetry", 1)
         client.EnvPutInt("RequestTimeout", max(int(timeout), 1))
+        client.EnvPutInt("TimeoutResolution", 1)  # timeouts checked every second
         # the client's own threads are stopped around fork() and restarted in both
         # processes, so a child never inherits a lock one of them held
         client.EnvPutInt("RunForkHandler", 1)
@@ -87,7 +106,7 @@ class XRootDStorage(RemoteStorage):
         self.server, self.path = parse_url(url)
         self._url = f"{self.server}/{self.path}"
         self._client = _client()
-        self._timeout = max(int(remote_timeout()), 1)
+        self._timeout = max(round(remote_timeout()), 1)  # the binding takes whole seconds
         self._pid = -1
         self._lock = threading.Lock()
         self._files: OrderedDict[str, Any] = OrderedDict()
@@ -106,7 +125,7 @@ class XRootDStorage(RemoteStorage):
     def _full(self, key: str) -> str:
         return f"{self.path}/{key}" if key else self.path
 
-    def _error(self, status: Any, key: str, doing: str) -> PoolWriteError:
+    def _error(self, status: Any, key: str, doing: str) -> Exception:
         where = f"pool '{self.url}'" + (f" ({key})" if key else "")
         errno = int(getattr(status, "errno", 0) or 0)
         message = " ".join(str(getattr(status, "message", "")).split())
@@ -128,10 +147,12 @@ class XRootDStorage(RemoteStorage):
                 f"cannot {doing} {where}: the server serves this path read-only ({message}); "
                 "write the pool to a path you may write"
             )
+        if int(getattr(status, "code", 0) or 0) == _EXPIRED:
+            return too_slow(self.url, key, self._timeout, doing)
         if getattr(status, "fatal", False) or "connection" in message.lower():
             return PoolWriteError(
                 f"cannot {doing} {where}: the server does not answer ({message}); check the "
-                f"host and port of {self.server} (timeout {self._timeout} s, "
+                f"host and port of {self.server} (deadline {self._timeout} s, "
                 "$BGCACHE_REMOTE_TIMEOUT)"
             )
         return PoolWriteError(f"cannot {doing} {where}: {message or 'error'}")
@@ -155,7 +176,10 @@ class XRootDStorage(RemoteStorage):
             if status.errno in (_NOT_FOUND, _NOT_DIR):
                 return []
             raise self._error(status, key, "list")
-        return [_entry(item.name, item.statinfo) for item in listing]
+        entries = [_entry(item.name, item.statinfo) for item in listing]
+        if len(entries) > MAX_LISTING_ENTRIES:
+            raise too_many_entries(self.url, key, len(entries))
+        return entries
 
     def _open_new(self, key: str) -> Any:
         """A newly opened file of ``key`` for reading.
@@ -191,14 +215,31 @@ class XRootDStorage(RemoteStorage):
         return f
 
     def _get(self, key: str, offset: int, length: int | None) -> bytes:
+        """``length`` bytes of ``key`` from ``offset`` (None: to the end, from the open
+        file's size: the protocol reads a length 0 as the whole file).
+
+        Raises:
+            StorageServerError: the server sent more than asked.
+        """
+        if length is not None and length <= 0:
+            return b""
         f = self._open(key)
-        status, data = f.read(offset, length or 0, timeout=self._timeout)
+        if length is None:
+            status, info = f.stat(timeout=self._timeout)
+            if not status.ok:
+                raise self._error(status, key, "read")
+            length = max(int(info.size) - offset, 0)
+            if not length:
+                return b""
+        status, data = f.read(offset, length, timeout=self._timeout)
         if not status.ok:  # the handle went stale (the server restarted): open it again
             self._drop(key)
             f = self._open(key)
-            status, data = f.read(offset, length or 0, timeout=self._timeout)
+            status, data = f.read(offset, length, timeout=self._timeout)
             if not status.ok:
                 raise self._error(status, key, "read")
+        if len(data) > length:
+            raise more_than_asked(self.url, key, length, whole=False)
         return bytes(data)
 
     def read(self, key: str, max_bytes: int | None = None) -> bytes | None:
@@ -215,12 +256,14 @@ class XRootDStorage(RemoteStorage):
                 raise self._error(status, key, "read")
             size = int(info.size)
             if max_bytes is not None and size > max_bytes:
-                raise self._too_big(key, size, max_bytes)
+                raise too_big(self.url, key, size, max_bytes)
             if not size:
                 return b""
             status, data = f.read(0, size, timeout=self._timeout)
             if not status.ok:
                 raise self._error(status, key, "read")
+            if len(data) > size:
+                raise more_than_asked(self.url, key, size, whole=False)
             return bytes(data)
         finally:
             f.close(timeout=self._timeout)
