@@ -1,8 +1,9 @@
 """Read a pool through the Python API in a process of its own (for
 ``tests/test_hostile_pools.py``, which measures its peak memory and time).
 
-Usage: ``python tests/fault_hostile.py measure REPORT CMD...`` runs CMD and writes its peak
-memory to REPORT (see :func:`measure`); ``python tests/fault_hostile.py POOL`` opens the pool, reads every block (noting the
+Usage: ``python tests/fault_hostile.py measure [--limit-as BYTES] REPORT CMD...`` runs CMD
+(under that address-space limit, where given) and writes its peak memory to REPORT (see
+:func:`measure`); ``python tests/fault_hostile.py POOL`` opens the pool, reads every block (noting the
 damaged ones), describes it and draws every event with an overlay that skips damaged
 blocks. Exit 0 if all of it worked; exit 1 with one line ``ErrorClass: message`` on stderr
 if bgcache refused the pool with one of its errors (any other exception ends in a
@@ -56,5 +57,12 @@ def measure(report: str, argv: list[str]) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1] == "measure":
-        raise SystemExit(measure(sys.argv[2], sys.argv[3:]))
+        args = sys.argv[2:]
+        if args[0] == "--limit-as":  # set here, not in a preexec_fn of a threaded parent
+            import resource
+
+            limit = int(args[1])
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            args = args[2:]
+        raise SystemExit(measure(args[0], args[1:]))
     raise SystemExit(main(sys.argv[1]))

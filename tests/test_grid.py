@@ -4,7 +4,7 @@ on real servers that the tests start on 127.0.0.1.
 * XRootD: Debian's ``xrootd`` server (package ``xrootd-server``; ``.ci/run`` installs it),
   reached through the XRootD client (the ``xrootd`` Python package);
 * WebDAV: wsgidav on cheroot (``tests/webdav_server.py``), behind a stand-in of a storage
-  element's bearer-token check, reached through webdav4.
+  element's bearer-token check, reached through bgcache's own requests on httpx.
 
 Each test runs on both (the ``grid`` fixture): build, append, inspect, verify, compare,
 overlay draws, a killed writer and its resume, two shard writers at once, forked readers,
@@ -74,9 +74,7 @@ def _xrootd_servers(base: Path) -> Iterator[dict[str, Any]]:
 def _webdav_server(base: Path) -> Iterator[dict[str, Any]]:
     """wsgidav behind the token check of ``tests/webdav_server.py``; the tests' token is
     ``rw-token`` (``$BEARER_TOKEN``), the read-only URL is the same server with ``ro-token``."""
-    pytest.importorskip(
-        "webdav4", reason="davs:// pools need webdav4: pip install 'bgcache[webdav]'"
-    )
+    pytest.importorskip("httpx", reason="davs:// pools need httpx: pip install 'bgcache[webdav]'")
     pytest.importorskip(
         "wsgidav", reason="the WebDAV tests' server is wsgidav: pip install wsgidav cheroot"
     )
@@ -419,6 +417,111 @@ def test_pool_reads_in_forked_children(server: dict[str, Any]) -> None:
         assert pool.event_by_key(2, n) == SYNTH.events([(2, n)])[0]  # the parent reads on
 
 
+def test_objects_larger_than_their_kind_are_refused(
+    server: dict[str, Any], cli: Callable[..., Any]
+) -> None:
+    """The caps of a local disk hold on the servers: a shard one byte above the most its
+    block's hits can need is damage to that block (verify names it; the API refuses the
+    block), and a 1 GiB root record is refused from its size, before it is read: one line,
+    within a few seconds, in a reader that stays small (XRootD: the open file's size;
+    WebDAV: the size the ranged answer announces). A walk stops 16 directories deep."""
+    import numpy as np
+
+    from bgcache.errors import CorruptBlockError
+    from bgcache.store.shards import shard_nbytes_bound
+
+    url = server["url"] + "/pools/capped"
+    build_pool(url, model="synthetic", events=8, block_events=4)
+    pool = open_pool(url)
+    info = pool.block_list[1]
+    record, _ = pool.block_marker(info)
+    bound = shard_nbytes_bound(int(record["n_hits"]), pool.layout.chunk_hits, np.dtype("<u4"))
+    where = server["data"] / "pools" / "capped"
+    shard = where / info.path / "index" / "c" / "0"
+    shard.write_bytes(shard.read_bytes().ljust(bound + 1, b"\0"))
+    report = verify_pool(url)
+    assert {f.path for f in report.problems} == {info.path}, report.problems
+    assert any(f"more than the {bound:,}" in f.message for f in report.problems), report.problems
+    with pytest.raises(CorruptBlockError, match="its kind can"):
+        open_pool(url).read_block(info)
+    os.truncate(where / "zarr.json", 2**30)  # sparse: nothing to write
+    t0 = time.monotonic()
+    measure = [sys.executable, str(Path(__file__).with_name("fault_hostile.py")), "measure"]
+    with contextlib.ExitStack() as stack:
+        import tempfile
+
+        peak = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "peak"
+        argv = [*measure, "--limit-as", str(4 * 2**30), str(peak), *PY, "inspect", url]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        peak_mib = int(peak.read_text()) / 1024
+    assert done.returncode == 1 and done.stdout == "", done.stderr
+    assert "holds 1,073,741,824 bytes, more than the 16,777,216" in _one_line(done)
+    assert time.monotonic() - t0 < 30 and peak_mib < 300, peak_mib
+    from bgcache.errors import StorageServerError
+    from bgcache.store.pool import open_storage
+
+    (where / "deep" / "/".join(["d"] * 17)).mkdir(parents=True)  # deeper than any pool's
+    with pytest.raises(StorageServerError, match="nested deeper than 16"):
+        list(open_storage(url).walk())
+
+
+@pytest.mark.parametrize("scheme", ["root", "dav"])
+def test_a_dripping_server_ends_at_the_deadline(scheme: str, tmp_path: Path) -> None:
+    """A server that accepts and then sends one byte a second (XRootD: zeros in its
+    handshake; WebDAV: a valid status line, byte by byte): the reader ends in one line after
+    the deadline ($BGCACHE_REMOTE_TIMEOUT=3), not after an idle timeout per read that each
+    byte renews. (Before, with the same 3 s: WebDAV still waited after 45 s; XRootD ended
+    after 17 s with "[ERROR] Operation expired", its timeouts checked every 15 s.)"""
+    import socket
+    import threading
+
+    pytest.importorskip("XRootD" if scheme == "root" else "httpx")
+    drip = b"\0" * 600 if scheme == "root" else b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    stop = threading.Event()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+
+    def serve() -> None:
+        conns = []
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conns.append(listener.accept()[0])
+            for conn in conns:
+                with contextlib.suppress(OSError):
+                    conn.recv(65536, socket.MSG_DONTWAIT)
+            sent = int(time.monotonic()) % len(drip)
+            for conn in conns:
+                with contextlib.suppress(OSError):
+                    conn.send(drip[sent : sent + 1])
+            stop.wait(1.0)
+        for conn in conns:
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    url = f"root://127.0.0.1:{port}//pool" if scheme == "root" else f"dav://127.0.0.1:{port}/pool"
+    try:
+        t0 = time.monotonic()
+        done = subprocess.run(
+            [*PY, "inspect", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "BGCACHE_REMOTE_TIMEOUT": "3"},
+        )
+        seconds = time.monotonic() - t0
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    assert done.returncode == 1
+    assert "within the 3 s deadline" in _one_line(done)
+    assert seconds < 12, seconds
+
+
 def _one_line(result: Any) -> str:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("bgcache: error: "), result.stderr
@@ -584,9 +687,7 @@ def _serving(
 def davs(pki: Any) -> Iterator[dict[str, Any]]:
     """wsgidav over HTTPS with the test CA's host certificate, taking X.509 proxies of that
     CA's users (or a token) as a storage element does."""
-    pytest.importorskip(
-        "webdav4", reason="davs:// pools need webdav4: pip install 'bgcache[webdav]'"
-    )
+    pytest.importorskip("httpx", reason="davs:// pools need httpx: pip install 'bgcache[webdav]'")
     tls = (pki.host_cert, pki.host_key, pki.cert_dir)
     with _serving("bgcache-davs-", lambda base: start_webdav(base, tls=tls)) as (port, data):
         yield {"url": f"davs://127.0.0.1:{port}", "pki": pki, "data": data}

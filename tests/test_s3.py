@@ -264,3 +264,100 @@ def test_gc_on_s3(bucket: str) -> None:
     assert not [k for k, _ in pool.storage.walk() if "/2~4/" in k]
     assert list(pool) == SYNTH.events([(0, i) for i in range(24)])
     assert verify_pool(pool).ok and not verify_pool(pool).warnings
+
+
+def test_objects_larger_than_their_kind_are_refused_on_s3(bucket: str) -> None:
+    """The caps of a local disk hold on S3: a root record of 16 MiB + 1 byte is refused from
+    the size the ranged answer gives (one request, never read whole), a shard one byte above
+    the most its block's hits can need is damage to that block (verify names it)."""
+    import boto3
+    import numpy as np
+
+    from bgcache.errors import PoolObjectError
+    from bgcache.store.records import MAX_DOCUMENT_BYTES
+    from bgcache.store.shards import shard_nbytes_bound
+
+    url = f"s3://{bucket}/capped"
+    build_pool(url, model="synthetic", events=8, block_events=4)
+    pool = open_pool(url)
+    info = pool.block_list[1]
+    record, _ = pool.block_marker(info)
+    bound = shard_nbytes_bound(int(record["n_hits"]), pool.layout.chunk_hits, np.dtype("<u4"))
+    s3 = boto3.client("s3")
+    key = f"capped/{info.path}/index/c/0"
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=key, Body=body.ljust(bound + 1, b"\0"))
+    report = verify_pool(url)
+    assert {f.path for f in report.problems} == {info.path}, report.problems
+    assert any(f"more than the {bound:,}" in f.message for f in report.problems), report.problems
+    s3.put_object(Bucket=bucket, Key="capped/zarr.json", Body=b" " * (MAX_DOCUMENT_BYTES + 1))
+    with pytest.raises(PoolObjectError, match="holds 16,777,217 bytes, more than the 16,777,216"):
+        open_pool(url)
+
+
+def test_listings_are_bounded_on_s3(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory of more names than a pool's can hold, and a walk of more objects, are
+    refused (the bounds shortened here to 5 and 12: moto would take minutes to list 100,000
+    objects), each a page at a time."""
+    from bgcache.errors import StorageServerError
+    from bgcache.store import s3
+    from bgcache.store.pool import open_storage
+
+    storage = open_storage(f"s3://{bucket}/many")
+    for i in range(8):
+        storage.write(f"d/{i}", b"x")
+        storage.write(f"e/{i}", b"x")
+    monkeypatch.setattr(s3, "PAGE_KEYS", 3)  # several pages per listing
+    assert storage.children("d") == [str(i) for i in range(8)]
+    assert len(list(storage.walk())) == 16
+    monkeypatch.setattr(s3, "MAX_LISTING_ENTRIES", 5)
+    monkeypatch.setattr(s3, "MAX_WALK_OBJECTS", 12)
+    with pytest.raises(StorageServerError, match="more than the 100,000 entries"):
+        storage.children("d")
+    with pytest.raises(StorageServerError, match="more than 12 objects"):
+        list(storage.walk())
+
+
+def test_a_silent_s3_endpoint_ends_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An endpoint that accepts connections and never answers: botocore's read timeout
+    ends the first attempt at the deadline ($BGCACHE_REMOTE_TIMEOUT=2), and no retry follows
+    it (botocore's own retries would have taken 5 attempts and their back-off)."""
+    import contextlib
+    import threading
+
+    from bgcache.errors import StorageServerError
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                conns.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    for name, value in {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "BGCACHE_REMOTE_TIMEOUT": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(StorageServerError, match="within the 2 s deadline"):
+            open_pool("s3://bucket/pool")
+        assert time.monotonic() - t0 < 6
+    finally:
+        stop.set()
+        thread.join()
+        for conn in conns:
+            conn.close()
+        listener.close()
