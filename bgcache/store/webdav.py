@@ -182,12 +182,12 @@ class WebDAVStorage(RemoteStorage):
         entries: list[Entry] = found[1]
         return entries
 
-    def _get(self, key: str, offset: int, length: int | None) -> bytes:
-        """Bytes of ``key`` (a range of a block column: :meth:`_get_once`, tried again after
-        a server error)."""
+    def _get(self, key: str, offset: int, length: int | None, *, cap: int | None = None) -> bytes:
+        """Bytes of ``key`` (a range of a block column, or with ``cap`` a whole object:
+        :meth:`_get_once`, tried again after a server error)."""
         if length is not None and length <= 0:
             return b""
-        data: bytes = self._again(self._get_once, key, offset, length)
+        data: bytes = self._again(self._get_once, key, offset, length, cap=cap)
         return data
 
     def _get_once(
@@ -292,7 +292,7 @@ class WebDAVStorage(RemoteStorage):
 
     def _read_file(self, key: str, length: int | None, cap: int | None) -> bytes | None:
         try:
-            data: bytes = self._again(self._get_once, key, 0, length, cap=cap)
+            data = self._get(key, 0, length, cap=cap)
         except FileNotFoundError:
             return None
         return data
