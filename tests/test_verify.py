@@ -4,6 +4,7 @@ raise instead of returning a damaged event."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +61,15 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "deleted-stream-metadata": (
         lambda p: (p / f"streams/{stream_name(0)}/zarr.json").unlink(),
         "stream group",
+    ),
+    # documents larger than MAX_DOCUMENT_BYTES: refused unread (sparse files: nothing written)
+    "oversized-marker": (
+        lambda p: os.truncate(p / BLOCK / "zarr.json", 2**25),
+        "marker is damaged",
+    ),
+    "oversized-streams-metadata": (
+        lambda p: os.truncate(p / "streams/zarr.json", 2**25),
+        "streams group metadata is damaged",
     ),
 }
 

@@ -299,12 +299,15 @@ class S3Storage:
 
     def _head(self, key: str) -> dict[str, Any] | None:
         """The object's metadata (HEAD), or None if it does not exist."""
+        _local.request = (Deadline(self._timeout), self.url, key, "read")
         try:
             head: dict[str, Any] = self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
         except self._ClientError as exc:
             if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise self._error(exc, key, "read") from None
+        finally:
+            _local.request = None
         return head
 
     def size(self, key: str) -> int | None:

@@ -180,7 +180,12 @@ def _document(pool: Pool, key: str) -> bytes | None:
 
 def _check_groups(pool: Pool, report: VerifyReport) -> None:
     storage = pool.storage
-    if _document(pool, STREAMS_DOCUMENT) is None:
+    streams = _document(pool, STREAMS_DOCUMENT)
+    if streams == b"":
+        report.problems.append(
+            Finding("metadata", STREAMS_DOCUMENT, "streams group metadata is damaged")
+        )
+    if streams is None:
         if pool.block_list or pool.stream_seeds:
             report.problems.append(Finding("metadata", STREAMS_DOCUMENT, "missing"))
         else:  # a build killed between creating the root and the streams group
