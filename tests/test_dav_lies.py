@@ -312,3 +312,113 @@ def test_a_bad_remote_timeout_is_one_usage_line(
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1, result.stderr
     assert "BGCACHE_REMOTE_TIMEOUT" in lines[0] and "(0, 86400]" in lines[0], lines[0]
+
+
+def _listing(hrefs: list[str], asked: str = "/pool/streams", extra: str = "") -> Any:
+    """What :class:`~bgcache.store.davlisting.Listing` makes of a multistatus of ``hrefs``
+    (files of 5 bytes) answered for ``asked`` on 127.0.0.1:8080; an exception is returned."""
+    import httpx
+
+    from bgcache.store.davlisting import Listing
+
+    base = httpx.URL("http://127.0.0.1:8080")
+    response = httpx.Response(207, request=httpx.Request("PROPFIND", base.copy_with(path=asked)))
+    body = '<?xml version="1.0"?><D:multistatus xmlns:D="DAV:">' + extra
+    for href in hrefs:
+        body += (
+            f"<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/>"
+            "<D:getcontentlength>5</D:getcontentlength></D:prop>"
+            "<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+        )
+    body += "</D:multistatus>"
+    listing = Listing(
+        "dav://127.0.0.1:8080/pool", base, "streams", "list", response,
+        base.copy_with(path=asked), lambda: ValueError("html"),
+    )  # fmt: skip
+    try:
+        for i in range(0, len(body), 7):  # in small pieces, as a slow server sends them
+            listing.feed(body[i : i + 7].encode())
+        me, entries = listing.close()
+    except Exception as exc:
+        return exc
+    return (me.name if me else None), sorted(e.name for e in entries)
+
+
+@pytest.mark.parametrize(
+    ("hrefs", "names"),
+    [
+        (["/pool/streams/", "/pool/streams/a", "/pool/streams/b/"], ["a", "b"]),
+        (["/pool/streams", "http://127.0.0.1:8080/pool/streams/a"], ["a"]),  # absolute URL
+        (["/pool/streams/", "http://127.0.0.1/pool/streams/a"], None),  # port 80: elsewhere
+        (["/pool//streams/", "/pool/streams/a%20b", "/pool/streams/%C3%A9"], ["a b", "é"]),
+        (["/pool/streams/", "/pool/streams/a?x=1"], None),  # a query
+        (["/pool/streams/", "/pool/streams/a/b"], None),  # two levels down
+        (["/pool/streams/", "/pool/streams/."], None),
+        (["/pool/streams/", "/pool/streams/%2E%2E"], None),
+        (["/pool/streams/", "/pool/streams/a%2Fb"], None),  # a "/" inside a name
+        (["/pool/streams/", "/pool/streams/a%00"], None),
+        (["/pool/streams/", "/pool/other/a"], None),
+        (["/pool/streams/", "/pool"], None),  # the parent
+        (["/pool/streams/", "a"], None),  # relative to /pool/: /pool/a, not inside
+    ],
+)
+def test_listing_hrefs_are_resolved(hrefs: list[str], names: list[str] | None) -> None:
+    """Each href names the listed directory or an entry directly inside it, after
+    percent-decoding and resolution, on the server asked; anything else refuses the whole
+    listing (None: refused)."""
+    from bgcache.errors import StorageServerError
+
+    got = _listing(hrefs)
+    if names is None:
+        assert isinstance(got, StorageServerError) and "refused" in str(got), got
+    else:
+        assert got == ("streams", names)
+
+
+def test_listing_limits_and_statuses() -> None:
+    """A member the server lists with a 404 status is left out; a size that is no number, a
+    response without an href, a DTD, elements too deep and a root that is no multistatus
+    refuse the listing; a listing of only other paths than the one asked has no entry of it."""
+    from bgcache.errors import StorageServerError
+
+    gone = (
+        "<D:response><D:href>/pool/streams/gone</D:href>"
+        "<D:status>HTTP/1.1 404 Not Found</D:status></D:response>"
+    )
+    assert _listing(["/pool/streams/", "/pool/streams/a"], extra=gone) == ("streams", ["a"])
+    bad_size = _listing(["/pool/streams/"], extra=_one("/pool/streams/x", "12a"))
+    assert isinstance(bad_size, StorageServerError) and "no size" in str(bad_size)
+    no_href = _listing([], extra="<D:response><D:propstat/></D:response>")
+    assert isinstance(no_href, StorageServerError) and "without an href" in str(no_href)
+    deep = _listing([], extra="<D:x>" * 40 + "</D:x>" * 40)
+    assert isinstance(deep, StorageServerError) and "more than 32 deep" in str(deep)
+    assert _listing(["/pool/streams/a"]) == (None, ["a"])  # propfind() refuses: no self entry
+
+
+def _one(href: str, length: str) -> str:
+    return (
+        f"<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/>"
+        f"<D:getcontentlength>{length}</D:getcontentlength></D:prop>"
+        "<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+    )
+
+
+def test_where_the_bearer_token_goes() -> None:
+    """The pool's host (any port); after a redirect elsewhere only HTTPS within its domain."""
+    import httpx
+
+    from bgcache.store.davclient import may_send_token
+
+    door = httpx.URL("https://door.desy.de:2880/pnfs/desy.de/belle/pool")
+    cases = {
+        "https://door.desy.de:2881/x": True,
+        "https://dcache-pool12.desy.de:20023/x?dcache-http-uuid=1": True,
+        "http://dcache-pool12.desy.de/x": False,  # not over TLS
+        "https://desy.de.attacker.org/x": False,
+        "https://evil-desy.de/x": False,
+        "https://131.169.1.1/x": False,
+    }
+    assert {u: may_send_token(door, httpx.URL(u)) for u in cases} == cases
+    two_labels = httpx.URL("https://example.org/pool")
+    assert not may_send_token(two_labels, httpx.URL("https://other.org/x"))
+    assert not may_send_token(two_labels, httpx.URL("https://a.org/x"))

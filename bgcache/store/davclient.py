@@ -8,19 +8,15 @@ taking nothing a server says on trust:
 * **Deadline.** A request ends within its deadline, from connecting to the last byte of the
   answer, redirects included: every connect, TLS handshake, socket read and write under
   httpx waits at most until the deadline of the request under way in its thread
-  (:class:`_DeadlineBackend`, a layer under httpcore's connections), so an answer dripped a
+  (:func:`_deadline_backend`, a layer under httpcore's connections), so an answer dripped a
   byte at a time, or one shorter than its ``Content-Length`` on a connection kept open,
   ends at the deadline, not after an idle timeout per read.
 * **Bodies** are read raw (``Accept-Encoding: identity``: no compressed answer to inflate)
   a piece at a time, and never held beyond the caller's cap
   (:func:`~bgcache.store.remote_limits.collect`).
-* **Listings** (``PROPFIND``) are parsed by expat as they arrive: no DTD (so no entity can
-  be declared, let alone expanded), at most :data:`~bgcache.store.remote_limits.MAX_LISTING_BYTES`
-  bytes and :data:`~bgcache.store.remote_limits.MAX_LISTING_ENTRIES` entries, elements
-  :data:`MAX_XML_DEPTH` deep, a text or tag of at most :data:`MAX_XML_TOKEN` bytes. Every
-  ``href`` is resolved (percent-decoding, ``.``, ``..``, ``/`` inside a name, an absolute
-  URL) and must name the listed directory itself or an entry directly inside it on the
-  server asked; any other refuses the listing, so no request ever leaves the pool's path.
+* **Listings** (``PROPFIND``) are parsed as they arrive, within their bounds, every
+  ``href`` resolved and checked (:class:`~bgcache.store.davlisting.Listing`), so no request
+  ever leaves the pool's path.
 * **Redirects** are followed up to :data:`~bgcache.store.remote_limits.MAX_REDIRECTS` times
   and only to the pool's scheme (``https`` for ``davs://``): dCache and StoRM doors redirect
   a ``GET`` or ``PUT`` to a pool node on another host, which is followed; a redirect on the
@@ -42,47 +38,38 @@ pool's host.
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import functools
 import ssl
 import threading
 import time
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
-from xml.parsers import expat
 
 from bgcache.errors import MissingDependencyError, PoolWriteError, StorageServerError
+from bgcache.store.davlisting import (
+    PROPFIND_BODY,
+    Listing,
+    is_html,
+    origin,
+    segments,
+    shown,
+)
 from bgcache.store.remote import Entry, TransientServerError
 from bgcache.store.remote_limits import (
     CHUNK_BYTES,
-    MAX_LISTING_BYTES,
-    MAX_LISTING_ENTRIES,
     MAX_REDIRECTS,
     Deadline,
     collect,
-    too_many_entries,
     too_slow,
     where,
 )
 
-#: Elements a listing may nest (a multistatus is 6 deep).
-MAX_XML_DEPTH = 32
-#: Bytes of one text, tag or other token of a listing (an href of a 4 KiB path, encoded).
-MAX_XML_TOKEN = 1 << 16
 #: Bytes of an answer that is not read (an error page, a redirect's) that are read to keep
 #: the connection; a longer one closes it.
 DRAIN_BYTES = 1 << 16
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _SAFE = ("GET", "HEAD", "PROPFIND")
-_DAV = "DAV: "
-#: What a PROPFIND asks for: the three properties a pool's listing needs.
-PROPFIND_BODY = (
-    b'<?xml version="1.0" encoding="utf-8"?>\n<D:propfind xmlns:D="DAV:"><D:prop>'
-    b"<D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>"
-)
 
 _local = threading.local()
 
@@ -187,33 +174,6 @@ def _env_proxy(base: Any) -> str | None:
 
 
 # -- names -----------------------------------------------------------------------------------
-def _origin(url: Any) -> tuple[str, str, int]:
-    port = url.port or (443 if url.scheme == "https" else 80)
-    return url.scheme, url.host.lower(), port
-
-
-def _segments(raw_path: str) -> list[str] | None:
-    """The decoded segments of a percent-encoded path, or None if one of them is ``.``,
-    ``..``, or decodes to something holding ``/``, a backslash or a NUL (never a pool's).
-
-    Example:
-        >>> _segments("/pool/a%20b/"), _segments("/pool/%2e%2e%2f"), _segments("/pool/../x")
-        (['pool', 'a b'], None, None)
-    """
-    out = []
-    for part in raw_path.split("/"):
-        if not part:
-            continue  # "//" and the trailing "/" of a collection
-        try:
-            name = urllib.parse.unquote_to_bytes(part).decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        if name in (".", "..") or any(c in name for c in "/\\\0"):
-            return None
-        out.append(name)
-    return out
-
-
 def may_send_token(pool: Any, target: Any) -> bool:
     """Whether a request to ``target`` (after a redirect) may carry the bearer token.
 
@@ -241,14 +201,6 @@ def _is_address(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def is_html(response: Any, start: bytes = b"") -> bool:
-    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    head = start[:64].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return kind in ("text/html", "application/xhtml+xml") or head.startswith(
-        (b"<!doctype html", b"<html")
-    )
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -361,7 +313,7 @@ class DavClient:
             url = self._redirect(url, location, key, doing)
         raise StorageServerError(
             f"cannot {doing} {where(self.url, key)}: the server redirected more than "
-            f"{MAX_REDIRECTS} times (MAX_REDIRECTS), last to {_shown(str(url))}: a redirect "
+            f"{MAX_REDIRECTS} times (MAX_REDIRECTS), last to {shown(str(url))}: a redirect "
             "loop? check the URL, or the server's configuration"
         )
 
@@ -374,25 +326,25 @@ class DavClient:
         if target is None or not target.host:
             raise StorageServerError(
                 f"cannot {doing} {where(self.url, key)}: the server redirected to "
-                f"{_shown(location)}, which is no URL"
+                f"{shown(location)}, which is no URL"
             )
         if target.scheme != self.base.scheme:
             raise StorageServerError(
                 f"cannot {doing} {where(self.url, key)}: the server redirected to "
-                f"{_shown(str(target))}, another scheme than the pool's {self.base.scheme}: "
+                f"{shown(str(target))}, another scheme than the pool's {self.base.scheme}: "
                 "refused (a pool is read over the scheme of its URL only)"
             )
-        if _origin(target) == _origin(self.base) and not self.inside(target):
+        if origin(target) == origin(self.base) and not self.inside(target):
             raise StorageServerError(
                 f"cannot {doing} {where(self.url, key)}: the server redirected to "
-                f"{_shown(target.path)}, outside the pool's path {self.root}: refused"
+                f"{shown(target.path)}, outside the pool's path {self.root}: refused"
             )
         return target
 
     def inside(self, url: Any) -> bool:
         """Whether ``url``'s path is the pool's path or lies under it."""
-        mine = _segments(self.base.copy_with(path=self.root).raw_path.decode("ascii"))
-        theirs = _segments(url.raw_path.decode("ascii").split("?", 1)[0])
+        mine = segments(self.base.copy_with(path=self.root).raw_path.decode("ascii"))
+        theirs = segments(url.raw_path.decode("ascii").split("?", 1)[0])
         return mine is not None and theirs is not None and theirs[: len(mine)] == mine
 
     def body(self, response: Any, limit: int | None, over: Any, key: str) -> bytes:
@@ -402,7 +354,7 @@ class DavClient:
         if encoding not in ("identity", ""):
             raise StorageServerError(
                 f"cannot read {where(self.url, key)}: the server sent it encoded "
-                f"({_shown(encoding)}) though asked for it as stored (identity): refused"
+                f"({shown(encoding)}) though asked for it as stored (identity): refused"
             )
         return collect(
             response.iter_raw(CHUNK_BYTES),
@@ -506,7 +458,15 @@ class DavClient:
                     f"{self.base} a WebDAV server?"
                 )
             asked = target if target is not None else self.address(key)
-            listing = _Listing(self, key, doing, r, asked)
+            listing = Listing(
+                self.url,
+                self.base,
+                key,
+                doing,
+                r,
+                asked,
+                lambda: self.html_error(r, key, doing, "a WebDAV listing"),
+            )
             deadline: Deadline = _local.deadline
             for chunk in r.iter_raw(CHUNK_BYTES):
                 listing.feed(chunk)
@@ -516,289 +476,6 @@ class DavClient:
             if me is None:
                 raise listing.refuse("does not describe the path asked, only others")
             return me, entries
-
-
-_MULTISTATUS, _RESPONSE, _HREF, _STATUS = (
-    _DAV + n for n in ("multistatus", "response", "href", "status")
-)
-_PROPSTAT, _PROP, _RESOURCETYPE, _COLLECTION = (
-    _DAV + n for n in ("propstat", "prop", "resourcetype", "collection")
-)
-_LENGTH, _MODIFIED = _DAV + "getcontentlength", _DAV + "getlastmodified"
-#: Characters a name taken from an href as it stands may not hold (else it is resolved).
-_PLAIN_NAME = frozenset("/%?#\\\0")
-
-
-class _Listing:
-    """A PROPFIND answer (a ``DAV:multistatus``) parsed as it arrives, within the limits of
-    the module docstring.
-
-    Measured on one core beside other work: 99,000 entries (26 MB) in 1.7-2.2 s; the handlers
-    keep to what a listing needs (the depth, the texts of the five elements read), and an
-    href of the form the server was asked in (``/pool/dir/name``) is taken without the full
-    resolution, which the others get.
-    """
-
-    def __init__(self, client: DavClient, key: str, doing: str, response: Any, asked: Any) -> None:
-        self.client, self.key, self.doing = client, key, doing
-        self.response = response
-        raw = asked.raw_path.decode("ascii").split("?", 1)[0]
-        self.dir = _segments(raw) or []
-        self.prefix = raw.rstrip("/") + "/"  # the hrefs of its entries, as servers write them
-        # hrefs resolve against the URL that answered (after redirects), on its server or
-        # the pool's
-        self.answered = response.request.url
-        self.origins = {_origin(client.base), _origin(self.answered)}
-        parser = expat.ParserCreate(namespace_separator=" ")
-        parser.StartDoctypeDeclHandler = self._doctype
-        parser.EntityDeclHandler = self._doctype
-        parser.StartElementHandler = self._start
-        parser.EndElementHandler = self._end
-        parser.CharacterDataHandler = self._text
-        self.parser = parser
-        self.fed = 0
-        self.start = b""
-        self.depth = 0
-        self.in_response = False
-        self.top = self.sub = self.prop = ""  # the open elements at depths 3, 4 and 5
-        self.text: list[str] | None = None
-        self.text_bytes = 0
-        self.href: str | None = None
-        self.status: str | None = None
-        self.ok: dict[str, Any] = {}
-        self.props: dict[str, Any] = {}
-        self.self_entry: Entry | None = None
-        self.entries: dict[str, Entry] = {}
-
-    def refuse(self, why: str) -> StorageServerError:
-        """The error for a listing that ``why``."""
-        return StorageServerError(
-            f"cannot {self.doing} {where(self.client.url, self.key)}: the server's listing {why}"
-        )
-
-    # -- feeding -----------------------------------------------------------------------------
-    def feed(self, chunk: bytes) -> None:
-        """Parse the next piece of the answer.
-
-        Raises:
-            StorageServerError: the listing breaks a limit or is not XML.
-        """
-        if len(self.start) < 64:
-            self.start += chunk[: 64 - len(self.start)]
-        self.fed += len(chunk)
-        if self.fed > MAX_LISTING_BYTES:
-            raise self.refuse(
-                f"is longer than {MAX_LISTING_BYTES:,} bytes (MAX_LISTING_BYTES): a "
-                "misbehaving server, or a directory that is no pool's"
-            )
-        try:
-            self.parser.Parse(chunk, False)
-        except expat.ExpatError as exc:
-            raise self._not_xml(exc) from None
-        # what expat holds unparsed: the token it is in (a tag, a comment...)
-        if self.fed - self.parser.CurrentByteIndex > MAX_XML_TOKEN:
-            raise self.refuse(
-                f"holds a tag, comment or other token longer than {MAX_XML_TOKEN:,} bytes: "
-                "no WebDAV listing does"
-            )
-
-    def close(self) -> tuple[Entry | None, list[Entry]]:
-        """``(the entry asked for, the entries inside it)`` once the answer has ended."""
-        try:
-            self.parser.Parse(b"", True)
-        except expat.ExpatError as exc:
-            raise self._not_xml(exc) from None
-        return self.self_entry, list(self.entries.values())
-
-    def _not_xml(self, exc: expat.ExpatError) -> StorageServerError:
-        if is_html(self.response, self.start):
-            return self.client.html_error(self.response, self.key, self.doing, "a WebDAV listing")
-        return self.refuse(
-            f"is not well-formed XML ({expat.ErrorString(exc.code)} at line {exc.lineno}): "
-            "not a WebDAV server, or a broken one"
-        )
-
-    # -- expat's handlers --------------------------------------------------------------------
-    def _doctype(self, *_: Any) -> None:
-        raise self.refuse(
-            "declares a DTD (<!DOCTYPE ...>), which no WebDAV listing needs: refused (its "
-            "entities could expand without end)"
-        )
-
-    def _start(self, name: str, _attrs: Any) -> None:
-        self.depth += 1
-        depth = self.depth
-        if depth == 1:
-            if name != _MULTISTATUS:
-                if is_html(self.response, self.start):
-                    raise self.client.html_error(
-                        self.response, self.key, self.doing, "a WebDAV listing"
-                    )
-                raise self.refuse(
-                    f"is XML but no WebDAV multistatus (its root is <{_shown(name)}>): not a "
-                    "WebDAV server?"
-                )
-        elif depth == 2:
-            self.in_response = name == _RESPONSE
-            if self.in_response:
-                self.href = self.status = None
-                self.ok = {}
-        elif not self.in_response:
-            if depth > MAX_XML_DEPTH:
-                raise self.refuse(f"nests elements more than {MAX_XML_DEPTH} deep")
-        elif depth == 3:
-            self.top = name
-            if name == _PROPSTAT:
-                self.props = {}
-            elif name in (_HREF, _STATUS):
-                self._capture()
-        elif depth == 4:
-            self.sub = name if self.top == _PROPSTAT else ""
-            if self.sub == _STATUS:
-                self._capture()
-        elif depth == 5:
-            self.prop = name if self.sub == _PROP else ""
-            if self.prop in (_LENGTH, _MODIFIED):
-                self._capture()
-        elif depth == 6:
-            if name == _COLLECTION and self.prop == _RESOURCETYPE:
-                self.props[_COLLECTION] = True
-        elif depth > MAX_XML_DEPTH:
-            raise self.refuse(f"nests elements more than {MAX_XML_DEPTH} deep")
-
-    def _capture(self) -> None:
-        self.text, self.text_bytes = [], 0
-
-    def _text(self, data: str) -> None:
-        text = self.text
-        if text is not None:
-            self.text_bytes += len(data)
-            if self.text_bytes > MAX_XML_TOKEN:
-                raise self.refuse(f"holds a text longer than {MAX_XML_TOKEN:,} bytes")
-            text.append(data)
-
-    def _end(self, name: str) -> None:
-        depth = self.depth
-        self.depth -= 1
-        text = self.text
-        value = ""
-        if text is not None:
-            self.text = None
-            value = "".join(text).strip()
-        if not self.in_response:
-            return
-        if depth == 5:
-            if text is not None:
-                self.props[name] = value
-        elif depth == 4:
-            if text is not None and name == _STATUS:
-                self.props[_STATUS] = value
-        elif depth == 3:
-            if name == _HREF:
-                self.href = value
-            elif name == _STATUS:
-                self.status = value
-            elif name == _PROPSTAT and _status_ok(self.props.get(_STATUS)):
-                self.ok.update(self.props)
-        elif depth == 2:
-            self.in_response = False
-            self._entry()
-
-    # -- one response ------------------------------------------------------------------------
-    def _entry(self) -> None:
-        href = self.href
-        if not href:
-            raise self.refuse("has a response without an href")
-        name = self._name(href)
-        if self.status is not None and not _status_ok(self.status):
-            return  # an entry that vanished while the server listed (404)
-        props = self.ok
-        kind = "dir" if props.get(_COLLECTION) else "file"
-        size = 0
-        length = props.get(_LENGTH)
-        if kind == "file" and length:
-            if not length.isdigit() or len(length) > 19:
-                raise self.refuse(f"gives {_shown(href)} the size {_shown(length)}: no size")
-            size = int(length)
-        mtime = _http_date(props.get(_MODIFIED))
-        if name is None:
-            self.self_entry = Entry(self.dir[-1] if self.dir else "", kind, size, mtime)  # type: ignore[arg-type]
-            return
-        self.entries[name] = Entry(name, kind, size, mtime)  # type: ignore[arg-type]
-        if len(self.entries) > MAX_LISTING_ENTRIES:
-            raise too_many_entries(self.client.url, self.key)
-
-    def _name(self, href: str) -> str | None:
-        """The name of the entry ``href`` names directly inside the listed directory, or
-        None for the directory itself; anything else refuses the listing."""
-        if href.startswith(self.prefix):  # the usual form: /pool/dir/name[/]
-            rest = href[len(self.prefix) :]
-            rest = rest[:-1] if rest.endswith("/") else rest
-            if not rest:
-                return None
-            if rest not in (".", "..") and _PLAIN_NAME.isdisjoint(rest):
-                return rest
-        return self._resolved(href)
-
-    def _resolved(self, href: str) -> str | None:
-        """:meth:`_name` in full: percent-decoding, dot segments, absolute URLs."""
-        refused = self.refuse(
-            f"names {_shown(href)}, which is not the listed directory or an entry directly "
-            f"inside it on {self.client.base}: refused (a misbehaving or hostile server)"
-        )
-        parts = urllib.parse.urlsplit(href)
-        if parts.query or parts.fragment:
-            raise refused
-        if parts.scheme or parts.netloc:
-            try:
-                target = self.client._httpx.URL(href)
-            except self.client._httpx.InvalidURL:
-                raise refused from None
-            if not target.host or _origin(target) not in self.origins:
-                raise refused
-            path = parts.path
-        elif parts.path.startswith("/"):
-            path = parts.path
-        else:  # relative to the collection that answered
-            base = self.answered.raw_path.decode("ascii").split("?", 1)[0]
-            path = base[: base.rfind("/") + 1] + parts.path
-        segments = _segments(path)
-        if segments is None:
-            raise refused
-        if segments == self.dir:
-            return None
-        if len(segments) != len(self.dir) + 1 or segments[:-1] != self.dir:
-            raise refused
-        return segments[-1]
-
-
-def _status_ok(status: str | None) -> bool:
-    """Whether a ``DAV:status`` line (``HTTP/1.1 200 OK``) says 2xx; a missing one does."""
-    if status is None or status == "HTTP/1.1 200 OK":
-        return True
-    parts = status.split()
-    return len(parts) >= 2 and parts[1].startswith("2")
-
-
-@functools.lru_cache(maxsize=4096)
-def _http_date(text: str | None) -> float | None:
-    """Seconds since the epoch of an HTTP date (``getlastmodified``), None if unreadable.
-
-    Example:
-        >>> _http_date("Tue, 15 Nov 1994 12:45:26 GMT"), _http_date("soon")
-        (784903526.0, None)
-    """
-    if not text:
-        return None
-    try:
-        return float(email.utils.parsedate_to_datetime(text).timestamp())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
-def _shown(text: str) -> str:
-    """``text`` as an error line may show it: quoted, one line, at most 120 characters."""
-    return repr(text if len(text) <= 120 else text[:117] + "...")
 
 
 def _tls_refusal(text: str) -> str | None:
@@ -827,4 +504,4 @@ def _tls_refusal(text: str) -> str | None:
     return f"TLS failed ({reason})"
 
 
-__all__ = ["PROPFIND_BODY", "DavClient", "is_html", "may_send_token"]
+__all__ = ["DavClient", "may_send_token"]

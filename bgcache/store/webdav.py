@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from bgcache.errors import PoolWriteError, StorageServerError, UsageError
-from bgcache.store.davclient import DavClient, is_html
+from bgcache.store.davclient import DavClient
+from bgcache.store.davlisting import is_html
 from bgcache.store.format import STREAMS_DOCUMENT, ZARR_JSON
 from bgcache.store.remote import Entry, RemoteStorage, TransientServerError, x509_files
 from bgcache.store.remote_limits import more_than_asked, remote_timeout, too_big
