@@ -67,9 +67,9 @@ def _client() -> Any:
         ) from None
     timeout = remote_timeout()
     if not _configured:  # before the first connection: the client reads these then
-        client.EnvPutInt("ConnectionWindow", max(int(timeout), 1))
+        client.EnvPutInt("ConnectionWindow", max(round(timeout), 1))
         client.EnvPutInt("ConnectionRetry", 1)
-        client.EnvPutInt("RequestTimeout", max(int(timeout), 1))
+        client.EnvPutInt("RequestTimeout", max(round(timeout), 1))
         client.EnvPutInt("TimeoutResolution", 1)  # timeouts checked every second
         # the client's own threads are stopped around fork() and restarted in both
         # processes, so a child never inherits a lock one of them held
