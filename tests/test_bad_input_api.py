@@ -402,6 +402,7 @@ def test_every_error_class_is_raised_in_a_row_or_exempt() -> None:
         "PoolObjectError",  # links, pipes, devices, unreadable files: test_hostile_pools
         "PoolWriteError",  # read-only location, disk full: test_pool, test_faults
         "SchedulerError",  # an unreachable Dask scheduler: test_distributed
+        "StorageServerError",  # a storage server that lies: test_dav_lies, test_grid, test_s3
     }
     for name, cls in inspect.getmembers(errors, inspect.isclass):
         if issubclass(cls, BgcacheError) and cls is not BgcacheError:

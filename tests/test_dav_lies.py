@@ -63,7 +63,7 @@ ROWS: dict[str, tuple[str, list[list[str]], str | None]] = {
     "honest-server": ("honest", [INSPECT, VERIFY, API], None),
     "zarr-json-endless-no-length": (
         "endless-no-length",
-        [INSPECT, VERIFY],
+        [INSPECT],
         f"holds more than the {DOC_CAP} its kind can",
     ),
     "every-get-endless-chunked": ("endless-chunked", [INSPECT], f"more than the {DOC_CAP}"),
@@ -109,9 +109,9 @@ ROWS: dict[str, tuple[str, list[list[str]], str | None]] = {
     "redirect-loop": ("redirect-loop", [INSPECT], "redirected more than 5 times"),
     "redirect-to-another-scheme": ("redirect-https", [INSPECT], "another scheme than the pool's"),
     "redirect-outside-the-pool": ("redirect-outside", [INSPECT], "outside the pool's path /pool"),
-    "200-html-login-page": ("login-page", [INSPECT, VERIFY], "the server answered an HTML page"),
+    "200-html-login-page": ("login-page", [VERIFY], "the server answered an HTML page"),
     "get-redirected-to-a-node-of-another-host": ("redirect-node", [INSPECT, VERIFY], None),
-    "get-redirected-to-a-node-of-the-same-host": ("redirect-node", [INSPECT, VERIFY], None),
+    "get-redirected-to-a-node-of-the-same-host": ("redirect-node", [INSPECT], None),
 }
 
 

@@ -519,7 +519,7 @@ def test_a_dripping_server_ends_at_the_deadline(scheme: str, tmp_path: Path) -> 
         listener.close()
     assert done.returncode == 1
     assert "within the 3 s deadline" in _one_line(done)
-    assert seconds < 12, seconds
+    assert seconds < 30, seconds  # the deadline, and starting Python on a busy machine
 
 
 def _one_line(result: Any) -> str:
