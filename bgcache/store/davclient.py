@@ -412,6 +412,8 @@ class DavClient:
             )
         if status >= 500:
             return TransientServerError(f"cannot {doing} {at}: HTTP {status}")
+        if status == 207:  # a MOVE or DELETE of which a part failed
+            return PoolWriteError(f"cannot {doing} {at}: the server failed part of it (HTTP 207)")
         if status < 400:
             return StorageServerError(
                 f"cannot {doing} {at}: the server answered HTTP {status}, which is no answer "

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 
@@ -57,6 +58,8 @@ MAX_WALK_OBJECTS = 8 * MAX_LISTING_ENTRIES
 MAX_REDIRECTS = 5
 #: Bytes one read of a streamed body takes at a time.
 CHUNK_BYTES = 1 << 16
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)$")
 
 
 def remote_timeout() -> float:
@@ -140,6 +143,21 @@ def collect(
     return b"".join(parts)
 
 
+def content_range(text: str) -> tuple[int | None, int | None]:
+    """``(first byte, whole size)`` of an HTTP ``Content-Range`` (WebDAV's header, S3's
+    ``ContentRange``); None where it is missing, malformed or ``*``.
+
+    Example:
+        >>> content_range("bytes 0-99/5000"), content_range("bytes 5-9/*"), content_range("")
+        ((0, 5000), (5, None), (None, None))
+    """
+    found = _CONTENT_RANGE.match(text.strip())
+    if found is None:
+        return None, None
+    total = found.group(3)
+    return int(found.group(1)), None if total == "*" else int(total)
+
+
 def where(url: str, key: str) -> str:
     """How an error names an object: ``pool 'URL' (key)``."""
     return f"pool '{url}'" + (f" ({key})" if key else "")
@@ -204,6 +222,7 @@ __all__ = [
     "MAX_WALK_OBJECTS",
     "Deadline",
     "collect",
+    "content_range",
     "more_than_asked",
     "remote_timeout",
     "too_big",

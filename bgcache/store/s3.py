@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -64,6 +63,7 @@ from bgcache.store.remote_limits import (
     MAX_WALK_OBJECTS,
     Deadline,
     collect,
+    content_range,
     more_than_asked,
     remote_timeout,
     too_big,
@@ -77,7 +77,6 @@ PAGE_KEYS = 1000
 #: The deadline of the request under way in this thread, and what it reads (for the retry
 #: veto, which botocore calls without them).
 _local = threading.local()
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 
 
 def _client() -> Any:
@@ -262,7 +261,7 @@ class S3Storage:
                 raise self._error(exc, key, doing) from None
             body = answer["Body"]
             try:
-                first, total = _content_range(str(answer.get("ContentRange") or ""))
+                first, total = content_range(str(answer.get("ContentRange") or ""))
                 declared = int(answer.get("ContentLength") or 0)
                 limit: int | None
                 if cap is not None:
@@ -440,15 +439,6 @@ class S3Storage:
     def check_creatable(self) -> None:
         """The bucket must exist and accept writes."""
         self.check_writable()
-
-
-def _content_range(text: str) -> tuple[int | None, int | None]:
-    """``(first byte, whole size)`` of a ``ContentRange`` (None where missing or ``*``)."""
-    found = _CONTENT_RANGE.match(text.strip())
-    if found is None:
-        return None, None
-    total = found.group(3)
-    return int(found.group(1)), None if total == "*" else int(total)
 
 
 __all__ = ["S3Storage"]

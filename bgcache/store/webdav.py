@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import ssl
 import time
 import weakref
@@ -38,7 +37,7 @@ from bgcache.store.davclient import DavClient
 from bgcache.store.davlisting import is_html
 from bgcache.store.format import STREAMS_DOCUMENT, ZARR_JSON
 from bgcache.store.remote import Entry, RemoteStorage, TransientServerError, x509_files
-from bgcache.store.remote_limits import more_than_asked, remote_timeout, too_big
+from bgcache.store.remote_limits import content_range, more_than_asked, remote_timeout, too_big
 
 #: Clients a forked child inherited from its parent (see ``WebDAVStorage._client``).
 _INHERITED: list[Any] = []
@@ -50,8 +49,6 @@ REPLACE_WAIT = 10.0
 
 #: URL schemes of WebDAV pools and the HTTP scheme each stands for.
 SCHEMES = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
-
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)$")
 
 
 def bearer_token() -> str | None:
@@ -221,7 +218,7 @@ class WebDAVStorage(RemoteStorage):
             headers["Range"] = f"bytes={offset}-"
         with dav.exchange("GET", key, "read", headers=headers) as r:
             status = r.status_code
-            if status in (404, 416) or status >= 400:
+            if status >= 400:
                 dav.drain(r)
                 if status == 404:
                     raise FileNotFoundError(f"{self.url}/{key}")
@@ -234,7 +231,7 @@ class WebDAVStorage(RemoteStorage):
                 raise dav.html_error(r, key, "read", "the file asked for")
             declared = _int_header(r.headers.get("content-length"))
             if status == 206:
-                first, total = _content_range(r.headers.get("content-range", ""))
+                first, total = content_range(r.headers.get("content-range", ""))
                 if first != offset:
                     raise StorageServerError(
                         f"cannot read pool '{self.url}' ({key}): the server sent another "
@@ -436,20 +433,6 @@ def _whole_json(data: bytes) -> bool:
 def _int_header(text: str | None) -> int | None:
     """A ``Content-Length``'s number (None where missing or no number)."""
     return int(text) if text and text.strip().isdigit() else None
-
-
-def _content_range(text: str) -> tuple[int | None, int | None]:
-    """``(first byte, whole size)`` of a ``Content-Range`` (None where missing or ``*``).
-
-    Example:
-        >>> _content_range("bytes 0-99/5000"), _content_range("bytes 5-9/*"), _content_range("")
-        ((0, 5000), (5, None), (None, None))
-    """
-    found = _CONTENT_RANGE.match(text.strip())
-    if found is None:
-        return None, None
-    total = found.group(3)
-    return int(found.group(1)), None if total == "*" else int(total)
 
 
 __all__ = ["RETRY_WAIT", "SCHEMES", "WebDAVStorage", "bearer_token", "parse_url"]
