@@ -195,8 +195,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         owner = self._record()
         target = self._file()
-        mode = self.path.split("?", 1)[0]
-        name = urllib.parse.unquote(mode)
+        name = urllib.parse.unquote(self.path.split("?", 1)[0])
         root_record = name == "/pool/zarr.json"
         counts = name.endswith("/counts/c/0")
         lie = getattr(self, "_get_" + owner.mode.replace("-", "_"), None)
