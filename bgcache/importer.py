@@ -211,8 +211,10 @@ def _open_tree(path: Path) -> tuple[Any, Any]:
             "background overlay files (basf2 output files)"
         )
     try:
-        # no array cache: each entry is read once, and a cache would hold up to 100 MB
-        handle = uproot.open(path, handler=uproot.MemmapSource, array_cache=None)
+        # no array cache: each entry is read once, and a cache would hold up to 100 MB; read
+        # with pread, not a memory map, whose pages count as the job's resident memory as they
+        # are read (an 822 MB file of dense events: peak 1.87 GB mapped, 1.08 GB read)
+        handle = uproot.open(path, handler=uproot.MultithreadedFileSource, array_cache=None)
     except Exception as exc:  # uproot raises OSError, ValueError, KeyError... for damage
         raise ImportSourceError(
             f"'{path}' cannot be read as a ROOT file ({_reason(exc)}): it is truncated or "
