@@ -51,9 +51,17 @@ proc = subprocess.Popen(sys.argv[2:], preexec_fn=cap, stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE, text=True)
 err = proc.stderr.read()
 _, status, usage = os.wait4(proc.pid, 0)
-last = (err.strip().splitlines() or [""])[-1]
-print(usage.ru_maxrss, os.waitstatus_to_exitcode(status), last[:160], sep="\\t")
+lines = err.strip().splitlines() or [""]
+kind = ("memory" if "MemoryError" in err else "traceback") if "Traceback" in err else "line"
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status), kind, lines[-1], sep="\\t")
 """
+
+#: What a one-line refusal says, in short.
+REFUSALS = {
+    "an import holds per block": "refused: block over the budget",
+    "second digit on pixel": "refused: a duplicate digit",
+    "and an event holds at most": "refused: entry over the pixels",
+}
 
 
 def same_digits(n: int) -> tuple[np.ndarray, ...]:
@@ -125,10 +133,15 @@ def measure(
         check=True,
     )
     seconds = time.perf_counter() - t0
-    peak_kb, code, last = done.stdout.rstrip("\n").split("\t")
-    outcome = "imported" if int(code) == 0 else "refused: " + last.removeprefix("bgcache: error: ")
-    if "MemoryError" in last or int(code) < 0:
-        outcome = f"failed: {last or f'signal {-int(code)}'}"
+    peak_kb, code, kind, last = done.stdout.rstrip("\n").split("\t", 3)
+    if int(code) == 0:
+        outcome = "imported"
+    elif int(code) < 0:
+        outcome = f"killed by signal {-int(code)}"
+    elif kind != "line":
+        outcome = "MemoryError traceback" if kind == "memory" else "traceback"
+    else:
+        outcome = next((v for k, v in REFUSALS.items() if k in last), "refused: " + last[:60])
     return {"peak_mib": int(peak_kb) / 1024, "seconds": seconds, "outcome": outcome}
 
 

@@ -29,9 +29,11 @@ checked: an entry above :data:`MAX_DIGITS_PER_EVENT` (one digit per pixel) is re
 is a block above :data:`MAX_BLOCK_DIGITS`, the memory budget of one block, before any pool
 exists. The digits are then read in pieces of whole entries of about :data:`PIECE_DIGITS`
 digits, one member at a time, and a piece is read only when the baskets it needs decompress to
-no more than its digits take (plus :data:`READ_SLACK_BYTES`). An import of real-size events in
-blocks of 256 peaks at 0.68 GB (it read whole blocks at once before: 1.24 GB), one of blocks at
-the budget at 1.9 GB (measured in ``docs/reliability.md``).
+no more than its digits take (plus :data:`READ_SLACK_BYTES`). The files are read with pread,
+not a memory map (its pages would count as the import's memory as they are read). An import
+peaks at ~35 bytes a digit of its blocks: 0.6 GB for real-size events in blocks of 256 (it
+read whole blocks at once before: 1.27 GB), 1.0 GB for blocks near the budget (measured in
+``docs/performance.md``, ``benchmarks/import_memory.py``).
 
 An unsplit ``PXDDigits`` branch (``splitLevel=0``) is refused: uproot 5 cannot deserialize
 a ``TClonesArray`` of a user class written unsplit (measured: it reads the array header and
@@ -93,9 +95,9 @@ SOURCE = "BGOverlayInput ROOT files"
 MAX_DIGITS_PER_EVENT = N_SENSORS * PIXELS_PER_SENSOR
 #: Digits one block of an import may hold: the import's memory budget. A block's events take
 #: 6 bytes a digit, and an import holds up to three blocks (one read, one queued, one written,
-#: ~15 bytes a digit more while it is packed and compressed). Measured peaks: 0.68 GB for
-#: blocks of 256 real-size events (~69,000 digits each, 0.9 % of the pixels: 17.7 million a
-#: block), 1.9 GB for blocks at the budget (4 entries of every pixel: 30.7 million).
+#: ~15 bytes a digit more while it is packed and compressed). Measured peaks, ~35 bytes a digit
+#: of a block: 0.6 GB for blocks of 256 real-size events (~69,000 digits each, 0.9 % of the
+#: pixels: 17.7 million a block), 1.0 GB for blocks of 4 entries of every pixel (30.7 million).
 MAX_BLOCK_DIGITS = 1 << 25
 #: Digits read and checked at once: whole entries, up to this many (an entry with more is read
 #: alone; it holds at most MAX_DIGITS_PER_EVENT).
