@@ -906,6 +906,7 @@ def import_pool(
             # records would be all that is left)
             B = effective.block_events
             reader.hold(first * B, min(total, (first + 1) * B))
+        held_seconds = reader.read_seconds
         hints = {"source_paths": [str(s.path.resolve()) for s in sources]}
         target = create_or_open_pool(storage, content, layout, hints=hints)
         check_import_content(storage.url, target.record["content"], content)  # a racing creator
@@ -919,6 +920,7 @@ def import_pool(
             shard=shard_kn,
             block_events=B,
             load_seconds=scan_seconds,
+            generate_seconds=held_seconds,  # the first block's read, before the pool existed
         )
         todo, planned = plan_todo(target, result, seed, 0, total, shard_kn, resume=resume)
         run = BuildRun(

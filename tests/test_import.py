@@ -290,7 +290,9 @@ def test_one_file_under_two_names_is_refused(
     os.link(files[0], link)
     sym.symlink_to(files[0])
     shutil.copy(files[0], copy)
-    sha = __import__("hashlib").sha256(files[0].read_bytes()).hexdigest()
+    import hashlib
+
+    sha = hashlib.sha256(files[0].read_bytes()).hexdigest()
     for other, message in [
         (link, f"'{link}' is given twice (also as '{files[0]}', the same file under another name)"),
         (sym, f"'{sym}' is given twice (also as '{files[0]}'): "),
