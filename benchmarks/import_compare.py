@@ -35,6 +35,7 @@ from basf2_fill import import_standin, machine, tree_rate, write_root_files
 
 from bgcache.build import build_pool
 from bgcache.compare import gather
+from bgcache.hits import SparseEvent
 from bgcache.importer import OverlayFileReader, import_pool, scan_source
 from bgcache.store.pool import open_pool
 
@@ -49,6 +50,13 @@ compare_pools(sys.argv[1], sys.argv[2], sample=int(sys.argv[3]))
 status = Path("/proc/self/status").read_text().splitlines()
 print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 """
+
+
+def read_all(reader: OverlayFileReader) -> list[SparseEvent]:
+    """Every event of the reader's files, read in blocks of 256 as the import reads them (a
+    read holds at most a block's digits)."""
+    n = reader.n_events
+    return [e for i in range(0, n, 256) for e in reader.read(i, min(n, i + 256))]
 
 
 def pool_bytes(path: Path) -> int:
@@ -110,9 +118,9 @@ def main() -> int:
             assert digits == round(hits * len(events)), (digits, hits)
             getentry = len(events) / seconds
             reader = OverlayFileReader([scan_source(path)])
-            reader.read(0, len(events))  # warm: page cache, streamers
+            read_all(reader)  # warm: page cache, streamers
             t0 = time.perf_counter()
-            read = reader.read(0, len(events))
+            read = read_all(reader)
             uproot_rate = len(events) / (time.perf_counter() - t0)
             reader.close()
             assert read == events, "uproot read other events than were written"

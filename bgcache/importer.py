@@ -15,10 +15,25 @@ source files with their sha256 and entry counts, and is the pool's identity: ano
 of files, a GAN build into the pool, or an import into a GAN pool is refused.
 
 Each entry is checked before anything of its block is written (the store's crash-safety
-rules hold: a refused file leaves the blocks before it complete and nothing else): a VxdID
+rules hold: a refused file leaves the blocks before it complete and nothing else, and a new
+pool is created only once its first block is read and checked, so that a file refused there
+leaves no pool behind; an error after that says what the pool keeps): a VxdID
 that is not one of the 40 PXD sensors, a pixel outside the 250 x 768 grid, a charge of 0 or
 above 255 (the pool stores 8-bit ADU), two digits on one pixel. Digits are sorted by
 (sensor, u, v), as every pool event is.
+
+Memory stays bounded whatever a file holds (a file's numbers are its word, and ROOT compresses
+identical digits ~7000x, so a 150 kB file can hold 128 million digits). The digit counts
+(the branch ``PXDDigits`` itself, one int32 an entry) are read first, while the files are
+checked: an entry above :data:`MAX_DIGITS_PER_EVENT` (one digit per pixel) is refused, and so
+is a block above :data:`MAX_BLOCK_DIGITS`, the memory budget of one block, before any pool
+exists. The digits are then read in pieces of whole entries of about :data:`PIECE_DIGITS`
+digits, one member at a time, and a piece is read only when the baskets it needs decompress to
+no more than its digits take (plus :data:`READ_SLACK_BYTES`). The files are read with pread,
+not a memory map (its pages would count as the import's memory as they are read). An import
+peaks at ~35 bytes a digit of its blocks: 0.6 GB for real-size events in blocks of 256 (it
+read whole blocks at once before: 1.27 GB), 1.0 GB for blocks near the budget (measured in
+``docs/performance.md``, ``benchmarks/import_memory.py``).
 
 An unsplit ``PXDDigits`` branch (``splitLevel=0``) is refused: uproot 5 cannot deserialize
 a ``TClonesArray`` of a user class written unsplit (measured: it reads the array header and
@@ -48,7 +63,6 @@ from bgcache.build import (
     run_blocks,
 )
 from bgcache.errors import (
-    BgcacheError,
     ImportSourceError,
     MissingDependencyError,
     PoolMismatchError,
@@ -58,7 +72,7 @@ from bgcache.geometry import N_SENSORS, N_U, N_V, PIXELS_PER_SENSOR, VXD_IDS, un
 from bgcache.hits import SparseEvent
 from bgcache.seeding import EventKey, validate_index, validate_seed
 from bgcache.store.format import DEFAULT_BLOCK_EVENTS, MAX_BLOCK_EVENTS, Layout
-from bgcache.store.pool import open_storage
+from bgcache.store.pool import Pool, open_storage
 from bgcache.store.records import IMPORTED_MODEL
 from bgcache.store.storage import Storage
 from bgcache.store.writer import check_build_location, create_or_open_pool
@@ -77,8 +91,22 @@ MIXING_BRANCH = "BackgroundMetaData"
 MAX_POOL_CHARGE = 255
 #: What a content record names as the events' source.
 SOURCE = "BGOverlayInput ROOT files"
-#: Digits in one event at most (every pixel of the PXD once).
+#: Digits in one event at most (every pixel of the PXD once): 7,680,000.
 MAX_DIGITS_PER_EVENT = N_SENSORS * PIXELS_PER_SENSOR
+#: Digits one block of an import may hold: the import's memory budget. A block's events take
+#: 6 bytes a digit, and an import holds up to three blocks (one read, one queued, one written,
+#: ~15 bytes a digit more while it is packed and compressed). Measured peaks, ~35 bytes a digit
+#: of a block: 0.6 GB for blocks of 256 real-size events (~69,000 digits each, 0.9 % of the
+#: pixels: 17.7 million a block), 1.0 GB for blocks of 4 entries of every pixel (30.7 million).
+MAX_BLOCK_DIGITS = 1 << 25
+#: Digits read and checked at once: whole entries, up to this many (an entry with more is read
+#: alone; it holds at most MAX_DIGITS_PER_EVENT).
+PIECE_DIGITS = 1 << 22
+#: Entries whose digit counts are read at once while the files are checked.
+COUNTS_CHUNK = 1 << 20
+#: Bytes a read may decompress beyond what its digits take (baskets that begin before or end
+#: after its entries, headers); a file needing more is refused as damaged.
+READ_SLACK_BYTES = 64 << 20
 
 #: VxdID (segment 0) -> sensor index, 255 where the id is no PXD sensor.
 _SENSOR_OF_VXD_ID = np.full(1 << 16, 255, dtype=np.uint8)
@@ -123,6 +151,9 @@ def expand_sources(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """The files of an import in order: each path as given, a directory as its ``*.root``
     files sorted by name.
 
+    A file is itself, not its name: one given twice under two names (a hard link, a symbolic
+    link, ``./a`` and ``a``) is refused, as its events would be imported twice.
+
     Raises:
         UsageError: no path, a path that does not exist, is not a regular file, a
             directory without ``*.root`` files, or a file given twice.
@@ -143,15 +174,18 @@ def expand_sources(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             out.append(path)
     if not out:
         raise UsageError("no background files given: pass the ROOT files (or a directory)")
-    seen: dict[Path, Path] = {}
+    seen: dict[tuple[int, int], Path] = {}
     for path in out:
-        real = path.resolve()
-        if real in seen:
+        st = path.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            other = seen[st.st_dev, st.st_ino]
+            how = "" if other.resolve() == path.resolve() else ", the same file under another name"
+            # (a hard link; a symbolic link resolves to the other path)
             raise UsageError(
-                f"background file '{path}' is given twice (also as '{seen[real]}'): "
-                "each file's events would be imported twice"
+                f"background file '{path}' is given twice (also as '{other}'{how}): "
+                "each file's events would be imported twice; give it once"
             )
-        seen[real] = path
+        seen[st.st_dev, st.st_ino] = path
     return out
 
 
@@ -179,8 +213,10 @@ def _open_tree(path: Path) -> tuple[Any, Any]:
             "background overlay files (basf2 output files)"
         )
     try:
-        # no array cache: each entry is read once, and a cache would hold up to 100 MB
-        handle = uproot.open(path, handler=uproot.MemmapSource, array_cache=None)
+        # no array cache: each entry is read once, and a cache would hold up to 100 MB; read
+        # with pread, not a memory map, whose pages count as the job's resident memory as they
+        # are read (an 822 MB file of dense events: peak 1.87 GB mapped, 1.08 GB read)
+        handle = uproot.open(path, handler=uproot.MultithreadedFileSource, array_cache=None)
     except Exception as exc:  # uproot raises OSError, ValueError, KeyError... for damage
         raise ImportSourceError(
             f"'{path}' cannot be read as a ROOT file ({_reason(exc)}): it is truncated or "
@@ -240,7 +276,170 @@ def _open_tree(path: Path) -> tuple[Any, Any]:
             f"'{path}': branch '{BRANCH}' has no member branch {', '.join(missing)}: it is not "
             f"{DIGIT_CLASS} as basf2 writes it"
         )
+    for name, jagged in [(BRANCH, False), *((f"{BRANCH}.{m}", True) for m in MEMBERS)]:
+        if _integer_type(tree[name], jagged=jagged) is None:
+            handle.close()
+            kind = "an integer per digit" if jagged else "one integer per entry (the digit count)"
+            raise ImportSourceError(
+                f"'{path}': branch {name} holds {tree[name].interpretation}, not {kind}: it is "
+                f"not {DIGIT_CLASS} as basf2 writes it"
+            )
     return handle, tree
+
+
+def _integer_type(branch: Any, *, jagged: bool) -> np.dtype[Any] | None:
+    """The integer type a branch holds (one per entry, or a jagged list per entry), else None."""
+    interpretation = branch.interpretation
+    if jagged:
+        if type(interpretation).__name__ != "AsJagged":
+            return None
+        interpretation = interpretation.content
+    dtype = getattr(interpretation, "from_dtype", None)
+    if type(interpretation).__name__ != "AsDtype" or not isinstance(dtype, np.dtype):
+        return None
+    return dtype if dtype.kind in "iu" and dtype.shape == () else None
+
+
+def _basket_bytes(branch: Any, lo: int, hi: int) -> int:
+    """Bytes the baskets holding entries ``lo .. hi - 1`` of a branch decompress to (their
+    headers say so; uproot allocates what they say)."""
+    offsets = np.asarray(branch.entry_offsets, dtype=np.int64)
+    needed = np.flatnonzero((offsets[:-1] < hi) & (offsets[1:] > lo))
+    return sum(int(branch.basket_uncompressed_bytes(int(k))) for k in needed)
+
+
+def _read_branch(
+    branch: Any, path: Path, lo: int, hi: int, values: int, itemsize: int, library: str
+) -> Any:
+    """Entries ``lo .. hi - 1`` of a branch, read only if its baskets decompress to no more
+    than ``values`` of ``itemsize`` bytes take (with entry offsets, headers and
+    :data:`READ_SLACK_BYTES` of neighbouring entries).
+
+    Raises:
+        ImportSourceError: the baskets would take more (a damaged or hostile file), or the
+            read fails (decompression, deserialisation: a damaged file).
+    """
+    try:
+        claimed = _basket_bytes(branch, lo, hi)
+    except Exception as exc:  # uproot raises ValueError, KeyError... for damaged baskets
+        raise _unreadable(path, lo, hi, exc) from None
+    bound = itemsize * values + 8 * (hi - lo) + READ_SLACK_BYTES
+    if claimed > bound:
+        raise ImportSourceError(
+            f"'{path}' entries {lo}..{hi - 1}: the baskets of {branch.name} claim {claimed:,} "
+            f"bytes, more than the {values:,} values they hold can take ({bound:,} with "
+            "headers): the file is damaged; copy it again"
+        )
+    try:
+        return branch.array(entry_start=lo, entry_stop=hi, library=library)
+    except Exception as exc:  # decompression, deserialisation, I/O: a damaged file
+        raise _unreadable(path, lo, hi, exc) from None
+
+
+def _unreadable(path: Path, lo: int, hi: int, exc: BaseException) -> ImportSourceError:
+    return ImportSourceError(
+        f"'{path}' entries {lo}..{hi - 1} cannot be read ({_reason(exc)}): the file is "
+        "damaged; copy it again"
+    )
+
+
+def entry_counts(tree: Any, path: Path, lo: int, hi: int) -> np.ndarray:
+    """The digit counts of entries ``lo .. hi - 1`` (int64), each checked against the pixels
+    of the PXD; read from the branch ``PXDDigits`` (one int32 an entry) before any digit.
+
+    Raises:
+        ImportSourceError: an entry with a negative count or more digits than
+            :data:`MAX_DIGITS_PER_EVENT` (names the file, the entry and the count), or a
+            damaged branch.
+    """
+    branch = tree[BRANCH]
+    dtype = _integer_type(branch, jagged=False)
+    itemsize = 8 if dtype is None else dtype.itemsize  # checked when the file was opened
+    counts = _read_branch(branch, path, lo, hi, hi - lo, itemsize, "np")
+    if not isinstance(counts, np.ndarray) or counts.shape != (hi - lo,):
+        raise ImportSourceError(
+            f"'{path}' entries {lo}..{hi - 1}: branch {BRANCH} does not hold one digit count "
+            "per entry: the file is damaged"
+        )
+    counts = counts.astype(np.int64)
+    bad = np.flatnonzero((counts < 0) | (counts > MAX_DIGITS_PER_EVENT))
+    if bad.size:
+        i = int(bad[0])
+        raise ImportSourceError(
+            f"'{path}' entry {lo + i} records {int(counts[i]):,} digits, and an event holds at "
+            f"most {MAX_DIGITS_PER_EVENT:,} (one per pixel of the 40 PXD sensors): the file is "
+            "damaged or not PXD background; leave it out"
+        )
+    return counts
+
+
+class BlockDigits:
+    """The digits of each block of an import, counted over the files in order while they are
+    checked: a block above :data:`MAX_BLOCK_DIGITS` is refused before anything is read or
+    written.
+
+    Example:
+        >>> tally = BlockDigits(block_events=2)
+        >>> tally.add(Path("run1.root"), 0, np.array([5, 7, 1]))
+        >>> tally.add(Path("run2.root"), 0, np.array([MAX_BLOCK_DIGITS]))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        bgcache.errors.ImportSourceError: 'run2.root' entries 0..0 (with the entry before them): \
+33,554,433 digits in one block of 2 events, above the 33,554,432 an import holds per block ...
+    """
+
+    def __init__(self, block_events: int) -> None:
+        self.block_events = block_events
+        self.entries = 0  # entries counted so far, over all files
+        self.carry = 0  # digits of the block that the next entry belongs to, counted so far
+
+    def add(self, path: Path, lo: int, counts: np.ndarray) -> None:
+        """Count the digits of entries ``lo ..`` of ``path`` (the next entries of the import).
+
+        Raises:
+            ImportSourceError: a block holds more than :data:`MAX_BLOCK_DIGITS` digits.
+        """
+        B, n = self.block_events, int(counts.size)
+        if not n:
+            return
+        before = self.entries % B  # entries of the first block counted before these
+        starts = np.arange((B - before) % B, n, B, dtype=np.int64)
+        if not starts.size or starts[0]:
+            starts = np.concatenate([[0], starts])
+        sums = np.add.reduceat(counts.astype(np.int64), starts)
+        sums[0] += self.carry
+        over = np.flatnonzero(sums > MAX_BLOCK_DIGITS)
+        if over.size:
+            k = int(over[0])
+            a = int(starts[k])
+            b = int(starts[k + 1]) if k + 1 < starts.size else n
+            earlier = before if k == 0 else 0
+            raise _block_over_budget(
+                path, lo + a, lo + b, int(sums[k]), b - a + earlier, earlier, B
+            )
+        self.entries += n
+        self.carry = int(sums[-1]) if self.entries % B else 0
+
+
+def _block_over_budget(
+    path: Path, lo: int, hi: int, digits: int, entries: int, earlier: int, block_events: int
+) -> ImportSourceError:
+    """The refusal of a block above :data:`MAX_BLOCK_DIGITS`: entries ``lo .. hi - 1`` of
+    ``path`` and ``earlier`` entries before them hold ``digits``."""
+    fit = max(1, MAX_BLOCK_DIGITS * entries // digits)
+    suggest = min(1 << (fit.bit_length() - 1), max(1, block_events // 2))
+    with_earlier = ""
+    if earlier:
+        with_earlier = (
+            " (with the entry before them)"
+            if earlier == 1
+            else f" (with the {earlier:,} entries before them)"
+        )
+    return ImportSourceError(
+        f"'{path}' entries {lo}..{hi - 1}{with_earlier}: {digits:,} digits in one block of "
+        f"{block_events} events, above the {MAX_BLOCK_DIGITS:,} an import holds per block (its "
+        f"memory budget): import into a new pool with smaller blocks, e.g. --block-events {suggest}"
+    )
 
 
 def _member(branch: Any, name: str) -> Any:
@@ -255,15 +454,20 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
-def scan_source(path: Path) -> SourceFile:
-    """Check one background file (see :func:`_open_tree`), count its entries, hash it."""
+def scan_source(path: Path, tally: BlockDigits | None = None) -> SourceFile:
+    """Check one background file (see :func:`_open_tree`), count its entries and their
+    digits (:func:`entry_counts`, counted into ``tally`` when given), hash it."""
     handle, tree = _open_tree(path)
     try:
         entries = int(tree.num_entries)
+        if entries < 0:
+            raise ImportSourceError(f"'{path}': tree '{TREE}' records {entries} entries: damaged")
+        for lo in range(0, entries, COUNTS_CHUNK):
+            counts = entry_counts(tree, path, lo, min(entries, lo + COUNTS_CHUNK))
+            if tally is not None:
+                tally.add(path, lo, counts)
     finally:
         handle.close()
-    if entries < 0:
-        raise ImportSourceError(f"'{path}': tree '{TREE}' records {entries} entries: damaged")
     return SourceFile(path, _sha256(path), entries, path.stat().st_size)
 
 
@@ -343,21 +547,30 @@ def digits_to_events(
         ),
         "the file holds no PXD digits in ADU; leave it out",
     )
-    entry_of = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
-    cell = (
-        entry_of * MAX_DIGITS_PER_EVENT
-        + sensor.astype(np.int64) * PIXELS_PER_SENSOR
-        + uu.astype(np.int64) * N_V
-        + vv.astype(np.int64)
-    )
-    # one int64 key per digit, (entry, pixel, charge): a plain sort orders the digits of
-    # each entry by pixel and keeps each charge with its pixel (5x faster than a lexsort)
-    key = (cell << 8) | q.astype(np.int64)
+    # one uint64 key per digit, (entry, pixel, charge): a plain sort orders the digits of
+    # each entry by pixel and keeps each charge with its pixel (5x faster than a lexsort).
+    # pixel << 8 | charge < 2**31, so the entry goes above bit 31; built in place, 8 bytes a
+    # digit and few temporaries (the memory of an import per digit, see MAX_BLOCK_DIGITS)
+    low = sensor.astype(np.uint32)
+    low *= PIXELS_PER_SENSOR
+    low += uu.astype(np.uint32) * N_V
+    low += vv.astype(np.uint32, copy=False)
+    low <<= 8
+    low |= q.astype(np.uint32, copy=False)
+    key = np.repeat(np.arange(counts.size, dtype=np.uint64) << 31, counts)
+    key |= low
+    del low
     if n > 1 and not bool(np.all(key[1:] > key[:-1])):
-        key = np.sort(key)
-    sorted_cell = key >> 8
-    if n > 1 and bool(np.any(sorted_cell[1:] == sorted_cell[:-1])):  # name the first duplicate
-        order = np.argsort(cell, kind="stable")
+        key.sort()
+    if n > 1 and bool(np.any((key[1:] ^ key[:-1]) < 256)):  # same entry and pixel
+        entry_of = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+        cell = (
+            entry_of * MAX_DIGITS_PER_EVENT
+            + sensor.astype(np.int64) * PIXELS_PER_SENSOR
+            + uu.astype(np.int64) * N_V
+            + vv.astype(np.int64)
+        )
+        order = np.argsort(cell, kind="stable")  # name the first duplicate as given
         dup = np.zeros(n, dtype=bool)
         dup[order[1:]] = cell[order[1:]] == cell[order[:-1]]
         refuse(
@@ -368,8 +581,10 @@ def digits_to_events(
             ),
             "the digits of one event are unique per pixel; the file is damaged",
         )
-    sorted_pixel = (sorted_cell % MAX_DIGITS_PER_EVENT).astype(np.uint32)
-    sorted_charge = (key & 0xFF).astype(np.uint8)
+    sorted_pixel = (key >> 8).astype(np.uint32)
+    sorted_pixel &= (1 << 23) - 1  # a pixel index is below 7,680,000 < 2**23
+    sorted_charge = key.astype(np.uint8)
+    del key
     return [
         SparseEvent.from_pixel_index(
             sorted_pixel[offsets[i] : offsets[i + 1]],
@@ -398,14 +613,18 @@ class OverlayFileReader:
 
     ``events(keys)`` reads the keys' entries (``key.index`` is the position over all
     files), so it stands where a generator stands in a build (:func:`bgcache.build.
-    build_inline`); one open file at a time.
+    build_inline`). A read takes the digit counts first, refuses a block above
+    :data:`MAX_BLOCK_DIGITS`, then reads the digits in pieces of about :data:`PIECE_DIGITS`.
+    ``hold(start, stop)`` reads a range ahead (the first block of a new pool, before the
+    pool is created); the next ``read`` of that range hands it over.
     """
 
     def __init__(self, sources: Sequence[SourceFile]) -> None:
         self.sources = list(sources)
         self.starts = np.zeros(len(self.sources) + 1, dtype=np.int64)
         np.cumsum([s.entries for s in self.sources], out=self.starts[1:])
-        self._open: tuple[int, Any, Any] | None = None
+        self._open: dict[int, tuple[Any, Any]] = {}
+        self._held: tuple[int, int, list[SparseEvent]] | None = None
         self.read_seconds = 0.0
 
     @property
@@ -425,12 +644,26 @@ class OverlayFileReader:
             i = j
         return out
 
+    def hold(self, start: int, stop: int) -> None:
+        """Read the events of global entries ``start .. stop - 1`` now, for the next
+        :meth:`read` of that range."""
+        self._held = (start, stop, self.read(start, stop))
+
     def read(self, start: int, stop: int) -> list[SparseEvent]:
-        """The events of global entries ``start .. stop - 1``."""
+        """The events of global entries ``start .. stop - 1`` (a block at most: their digits
+        are held at once).
+
+        Raises:
+            ImportSourceError: the entries hold more than :data:`MAX_BLOCK_DIGITS` digits, or
+                what :func:`entry_counts` and :func:`digits_to_events` refuse.
+        """
+        held, self._held = self._held, None
+        if held is not None and held[:2] == (start, stop):
+            return held[2]
         if not 0 <= start <= stop <= self.n_events:
             raise UsageError(f"entries {start}..{stop - 1} are outside 0..{self.n_events - 1}")
         t0 = time.perf_counter()
-        out: list[SparseEvent] = []
+        parts = []
         first = int(np.searchsorted(self.starts, start, side="right")) - 1
         for f in range(first, len(self.sources)):
             lo, hi = max(start, int(self.starts[f])), min(stop, int(self.starts[f + 1]))
@@ -438,64 +671,88 @@ class OverlayFileReader:
                 break
             if lo < hi:
                 base = int(self.starts[f])
-                out.extend(self._read_file(f, lo - base, hi - base))
+                parts.append((f, lo - base, hi - base))
+        for f in set(self._open) - {f for f, _, _ in parts}:
+            self._open.pop(f)[0].close()
+        counts = [entry_counts(self._tree(f), self.sources[f].path, lo, hi) for f, lo, hi in parts]
+        digits, entries = 0, 0
+        for (f, lo, hi), c in zip(parts, counts, strict=True):
+            digits, entries = digits + int(c.sum()), entries + hi - lo
+            if digits > MAX_BLOCK_DIGITS:  # the files changed since they were checked
+                raise _block_over_budget(
+                    self.sources[f].path, lo, hi, digits, entries, entries - hi + lo, stop - start
+                )
+        out: list[SparseEvent] = []
+        for (f, lo, hi), c in zip(parts, counts, strict=True):
+            out.extend(self._read_file(f, lo, hi, c))
         self.read_seconds += time.perf_counter() - t0
         return out
 
     def _tree(self, f: int) -> Any:
-        if self._open is None or self._open[0] != f:
-            self.close()
+        if f not in self._open:
             handle, tree = _open_tree(self.sources[f].path)
-            self._open = (f, handle, tree)
-        return self._open[2]
+            self._open[f] = (handle, tree)
+            if int(tree.num_entries) != self.sources[f].entries:
+                raise ImportSourceError(
+                    f"'{self.sources[f].path}' now has {tree.num_entries} entries, it had "
+                    f"{self.sources[f].entries} when the import began: the file changed; run "
+                    "the import again"
+                )
+        return self._open[f][1]
 
-    def _read_file(self, f: int, lo: int, hi: int) -> list[SparseEvent]:
-        source = self.sources[f]
+    def _read_file(self, f: int, lo: int, hi: int, counts: np.ndarray) -> list[SparseEvent]:
+        """The events of entries ``lo .. hi - 1`` of file ``f`` whose digit counts are
+        ``counts``, read in pieces of whole entries of up to :data:`PIECE_DIGITS` digits."""
+        out: list[SparseEvent] = []
+        ends = np.cumsum(counts)
+        a = 0
+        while a < counts.size:
+            done = int(ends[a - 1]) if a else 0
+            b = max(a + 1, int(np.searchsorted(ends, done + PIECE_DIGITS, side="right")))
+            out.extend(self._read_piece(f, lo + a, lo + b, counts[a:b]))
+            a = b
+        return out
+
+    def _read_piece(self, f: int, lo: int, hi: int, counts: np.ndarray) -> list[SparseEvent]:
+        import awkward as ak
+
+        path = self.sources[f].path
         tree = self._tree(f)
+        n = int(counts.sum())
+        columns = []
+        for member in MEMBERS:
+            name = f"{BRANCH}.{member}"
+            branch = tree[name]
+            itemsize = branch.interpretation.content.from_dtype.itemsize
+            array = _read_branch(branch, path, lo, hi, n, itemsize, "ak")
+            try:
+                per_entry = ak.to_numpy(ak.num(array, axis=1))
+                flat = ak.to_numpy(ak.flatten(array, axis=1))
+            except Exception as exc:  # not a list per entry: a damaged file
+                raise _unreadable(path, lo, hi, exc) from None
+            del array
+            if not np.array_equal(per_entry, counts):
+                bad = (
+                    int(np.flatnonzero(per_entry != counts)[0])
+                    if per_entry.shape == counts.shape
+                    else 0
+                )
+                raise ImportSourceError(
+                    f"'{path}' entry {lo + bad}: member {name} has another number of digits "
+                    f"than the digit count {BRANCH}: the file is damaged"
+                )
+            columns.append(flat)
+        sensor_id, u, v, charge = columns
 
         def where(i: int) -> str:
-            return f"'{source.path}' entry {lo + i}"
+            return f"'{path}' entry {lo + i}"
 
-        if int(tree.num_entries) != source.entries:
-            raise ImportSourceError(
-                f"'{source.path}' now has {tree.num_entries} entries, it had {source.entries} "
-                "when the import began: the file changed; run the import again"
-            )
-        names = [f"{BRANCH}.{m}" for m in MEMBERS]
-        try:
-            import awkward as ak
-
-            arrays = tree.arrays(names, entry_start=lo, entry_stop=hi, library="ak")
-            columns = [arrays[name] for name in names]
-            counts = ak.to_numpy(ak.num(columns[0], axis=1))
-            flat = [ak.to_numpy(ak.flatten(c, axis=1)) for c in columns]
-        except BgcacheError:
-            raise
-        except Exception as exc:  # decompression, deserialisation, I/O: a damaged file
-            raise ImportSourceError(
-                f"'{source.path}' entries {lo}..{hi - 1} cannot be read ({_reason(exc)}): the "
-                "file is damaged; copy it again"
-            ) from None
-        for name, column in zip(names[1:], columns[1:], strict=True):
-            if not np.array_equal(ak.to_numpy(ak.num(column, axis=1)), counts):
-                raise ImportSourceError(
-                    f"{where(0)}: member {name} has another number of digits than "
-                    f"{names[0]}: the file is damaged"
-                )
-        for name, column in zip(names, flat, strict=True):
-            if not np.issubdtype(column.dtype, np.integer):
-                raise ImportSourceError(
-                    f"'{source.path}': {name} holds {column.dtype}, not integers: it is not "
-                    f"{DIGIT_CLASS} as basf2 writes it"
-                )
-        sensor_id, u, v, charge = flat
         return digits_to_events(counts, sensor_id, u, v, charge, where=where)
 
     def close(self) -> None:
-        """Close the open file."""
-        if self._open is not None:
-            self._open[1].close()
-            self._open = None
+        """Close the open files."""
+        while self._open:
+            self._open.popitem()[1][0].close()
 
 
 def import_content(sources: Sequence[SourceFile], seed: int) -> dict[str, Any]:
@@ -602,10 +859,27 @@ def import_pool(
     existing = check_build_location(storage)
     if existing is not None and existing["content"].get("model") != IMPORTED_MODEL:
         check_import_content(storage.url, existing["content"], {"seed": seed, "files": []})
+    held = Layout.from_dict(existing["layout"]) if existing is not None else None
+    layout: Layout | None = None  # an existing pool keeps its layout
+    if held is None:
+        layout = Layout(block_events or DEFAULT_BLOCK_EVENTS)
+    elif block_events is not None:
+        layout = Layout(block_events, held.chunk_hits, held.compression)  # refused if other
+    effective = held or layout
+    assert effective is not None
     t0 = time.perf_counter()
-    sources = []
+    tally = BlockDigits(effective.block_events)
+    sources: list[SourceFile] = []
     for i, path in enumerate(paths):
-        sources.append(scan_source(path))
+        found = scan_source(path, tally)
+        same = next((s for s in sources if s.sha256 == found.sha256), None)
+        if same is not None:
+            raise UsageError(
+                f"background files '{same.path}' and '{path}' hold the same bytes (sha256 "
+                f"{found.sha256[:16]}...): one is a copy of the other, and its events would be "
+                "imported twice; give it once"
+            )
+        sources.append(found)
         if on_scan is not None:
             on_scan(i + 1, len(paths))
     scan_seconds = time.perf_counter() - t0
@@ -618,62 +892,82 @@ def import_pool(
             f"the {len(sources)} background files hold no entries: nothing to import"
         )
     validate_index(total - 1)
-    held = Layout.from_dict(existing["layout"]) if existing is not None else None
-    layout: Layout | None = None  # an existing pool keeps its layout
-    if held is None:
-        layout = Layout(block_events or DEFAULT_BLOCK_EVENTS)
-    elif block_events is not None:
-        layout = Layout(block_events, held.chunk_hits, held.compression)  # refused if other
-    effective = layout or held
-    assert effective is not None
     first, last = block_range(0, total, effective.block_events, shard_kn)
     if last - first > MAX_BUILD_BLOCKS:  # entry counts are the files' word: bound the plan
         raise ImportSourceError(
             f"the background files record {total:,} entries, {last - first:,} blocks for one "
             f"import (at most {MAX_BUILD_BLOCKS:,}): import them in parts with --shard K/N"
         )
-    hints = {"source_paths": [str(s.path.resolve()) for s in sources]}
-    target = create_or_open_pool(storage, content, layout, hints=hints)
-    check_import_content(storage.url, target.record["content"], content)  # a racing creator
-    B = target.layout.block_events
-    result = BuildResult(
-        pool=storage.url,
-        model=IMPORTED_MODEL,
-        seed=seed,
-        first_index=0,
-        stop_index=total,
-        shard=shard_kn,
-        block_events=B,
-        load_seconds=scan_seconds,
-    )
-    todo, planned = plan_todo(target, result, seed, 0, total, shard_kn, resume=resume)
     reader = OverlayFileReader(sources)
-    run = BuildRun(
-        url=storage.url,
-        options={},
-        todo=todo,
-        batch=B,
-        result=result,
-        progress=progress,
-        done=0,
-        total=planned,
-    )
     try:
-        run_blocks(target, run, lambda: build_inline(run, target, reader))
+        if existing is None and first < last:
+            # a new pool is created only once its first block is good: a refused file then
+            # leaves nothing behind (blocks are invisible until complete, so the pool's
+            # records would be all that is left)
+            B = effective.block_events
+            reader.hold(first * B, min(total, (first + 1) * B))
+        held_seconds = reader.read_seconds
+        hints = {"source_paths": [str(s.path.resolve()) for s in sources]}
+        target = create_or_open_pool(storage, content, layout, hints=hints)
+        check_import_content(storage.url, target.record["content"], content)  # a racing creator
+        B = target.layout.block_events
+        result = BuildResult(
+            pool=storage.url,
+            model=IMPORTED_MODEL,
+            seed=seed,
+            first_index=0,
+            stop_index=total,
+            shard=shard_kn,
+            block_events=B,
+            load_seconds=scan_seconds,
+            generate_seconds=held_seconds,  # the first block's read, before the pool existed
+        )
+        todo, planned = plan_todo(target, result, seed, 0, total, shard_kn, resume=resume)
+        run = BuildRun(
+            url=storage.url,
+            options={},
+            todo=todo,
+            batch=B,
+            result=result,
+            progress=progress,
+            done=0,
+            total=planned,
+        )
+        try:
+            run_blocks(target, run, lambda: build_inline(run, target, reader))
+        except ImportSourceError as exc:
+            raise ImportSourceError(f"{exc}{_pool_state(target)}") from None
     finally:
         reader.close()
     result.seconds = time.perf_counter() - t_start
     return result
 
 
+def _pool_state(target: Pool) -> str:
+    """What an import refused while it wrote leaves in its pool, for the end of its error."""
+    target.refresh()
+    held = (
+        f"keeps its {len(target):,} complete events" if len(target) else "holds no complete block"
+    )
+    return (
+        f" (pool '{target.url}' {held} and records these files: once the file is repaired the "
+        "same command resumes it; without the file, import into a new pool)"
+    )
+
+
 __all__ = [
     "BRANCH",
+    "MAX_BLOCK_DIGITS",
+    "MAX_DIGITS_PER_EVENT",
     "MEMBERS",
+    "PIECE_DIGITS",
     "TREE",
+    "BlockDigits",
     "OverlayFileReader",
     "SourceFile",
     "check_import_content",
     "digits_to_events",
+    "entry_counts",
     "expand_sources",
     "import_content",
     "import_pool",

@@ -3,7 +3,8 @@
 
 Usage: ``python tests/fault_hostile.py measure [--limit-as BYTES] REPORT CMD...`` runs CMD
 (under that address-space limit, where given) and writes its peak memory to REPORT (see
-:func:`measure`); ``python tests/fault_hostile.py POOL`` opens the pool, reads every block (noting the
+:func:`measure`; tests call it through :func:`run_measured`, also ``tests/test_import.py``);
+``python tests/fault_hostile.py POOL`` opens the pool, reads every block (noting the
 damaged ones), describes it and draws every event with an overlay that skips damaged
 blocks. Exit 0 if all of it worked; exit 1 with one line ``ErrorClass: message`` on stderr
 if bgcache refused the pool with one of its errors (any other exception ends in a
@@ -13,6 +14,7 @@ traceback, which the test rejects).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from bgcache.errors import BgcacheError, CorruptBlockError
 from bgcache.overlay import PoolOverlay
@@ -53,6 +55,43 @@ def measure(report: str, argv: list[str]) -> int:
     with open(report, "w") as out:  # noqa: PTH123 (a plain file for the test to read)
         out.write(str(usage.ru_maxrss))
     return os.waitstatus_to_exitcode(status)
+
+
+def run_measured(
+    argv: list[str], *, limit_as: int, seconds: float
+) -> tuple[int, str, float, float]:
+    """Exit code, output (stdout and stderr), peak MiB and seconds of one command, run as the
+    child of this small measuring process (:func:`measure`) in a session of its own, under an
+    address-space limit of ``limit_as`` bytes; a command still running after ``seconds`` is
+    killed and fails the test (a hang)."""
+    import os
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    import pytest
+
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as out:
+        report = Path(tmp) / "peak"
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "measure", "--limit-as", str(limit_as), str(report), *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            code = proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            out.seek(0)
+            pytest.fail(f"{argv[2:]} still ran after {seconds} s (a hang): {out.read()[-300:]}")
+        out.seek(0)
+        text = out.read()
+        peak_kb = int(report.read_text())
+    return code, text, peak_kb / 1024, time.monotonic() - t0
 
 
 if __name__ == "__main__":

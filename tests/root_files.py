@@ -71,8 +71,11 @@ def write_overlay_file(
     branch: str = "PXDDigits",
     tree_name: str = "tree",
     extra_branch: str | None = None,
+    clones_class: str = "Belle2::PXDDigit",
 ) -> Path:
-    """Write a background overlay file: one tree entry per item of ``entries``.
+    """Write a background overlay file: one tree entry per item of ``entries`` (an item that
+    is the same object as the one before is written again without refilling the array, so
+    many entries of millions of digits cost only ROOT's streaming).
 
     Args:
         split: the branch's split level (99 as RootOutput writes it; 0 unsplit).
@@ -80,23 +83,27 @@ def write_overlay_file(
         branch, tree_name: other names, for files that are not overlay files.
         extra_branch: also a branch of this name (an int per entry), e.g.
             ``BackgroundMetaData`` to mark a BG mixing sample.
+        clones_class: the class the TClonesArray holds (another one: write empty entries).
     """
     path = Path(path)
     f = ROOT.TFile(str(path), "RECREATE", "", compression)
     try:
         tree = ROOT.TTree(tree_name, tree_name)
-        array = ROOT.TClonesArray("Belle2::PXDDigit")
+        array = ROOT.TClonesArray(clones_class)
         tree.Branch(branch, array, 32000, split)
         extra = np.zeros(1, dtype=np.int32)
         if extra_branch is not None:
             tree.Branch(extra_branch, extra, f"{extra_branch}/I")
+        last = None
         for i, digits in enumerate(entries):
-            cols = [np.ascontiguousarray(c, dtype=np.uint16) for c in digits]
-            n = int(cols[0].size)
-            if n == 0:
-                array.Clear()
-            else:
-                ROOT.bgcache_test.fill_digits(array, n, *cols)
+            if digits is not last:  # an entry given again (the same object) is still filled
+                cols = [np.ascontiguousarray(c, dtype=np.uint16) for c in digits]
+                n = int(cols[0].size)
+                if n == 0:
+                    array.Clear()
+                else:
+                    ROOT.bgcache_test.fill_digits(array, n, *cols)
+                last = digits
             extra[0] = i
             tree.Fill()
         tree.Write()

@@ -348,9 +348,7 @@ def test_ctrl_c_prints_one_line(tmp_path: Path, quiet: bool) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    progress = ("building ", "events/s")  # the progress bar's last frame (not a message)
-    lines = [ln for ln in err.splitlines() if ln.strip() and not all(p in ln for p in progress)]
-    assert lines == [
+    assert err.splitlines() == [  # no frame of the progress bar before it
         "bgcache: error: interrupted: every complete block is kept; run the same command to resume"
     ], err
 
@@ -380,6 +378,35 @@ def test_progress_bar_off_a_terminal_is_one_line(capsys: pytest.CaptureFixture[s
         progress.update(task_id, completed=12_345_678)
     frame = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(frame) == 1 and "12345678/100000000" in frame[0] and "ETA" in frame[0], frame
+
+
+def test_a_failing_command_prints_only_its_error_line(
+    cli: Invoke, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Off a terminal a bar draws its one frame when it stops: a build or a verify that failed
+    after its bar had started printed that frame (and a blank line) before the error line."""
+    from bgcache.cli._output import event_progress
+    from bgcache.store.format import stream_name
+
+    progress = event_progress()
+    progress.add_task("verifying blocks", total=3)
+    with pytest.raises(ValueError), progress:
+        raise ValueError
+    assert capsys.readouterr().err == ""
+    pool = tmp_path / "p"
+    assert (
+        cli("build", str(pool), "-m", "synthetic", "-n", "8", "--block-events", "8").exit_code == 0
+    )
+    (pool / "streams" / stream_name(0) / "1").touch()  # a file where block 1's directory goes
+    built = cli("build", str(pool), "-m", "synthetic", "-n", "24")
+    assert built.exit_code == 1 and built.stderr.splitlines() == [
+        f"bgcache: error: cannot write to pool '{pool}' (streams/{stream_name(0)}/1/counts/c/0): "
+        "a file stands where a directory is needed; choose another pool path"
+    ], built.stderr
+    (pool / "x.partial").symlink_to("/etc/passwd")  # found after the bar started
+    verified = cli("verify", str(pool))
+    assert verified.exit_code == 1 and len(verified.stderr.splitlines()) == 1, verified.stderr
+    assert verified.stderr.startswith(f"bgcache: error: pool '{pool}': 'x.partial' is a symbolic")
 
 
 def test_progress_rate_is_the_average_since_the_start() -> None:

@@ -446,6 +446,91 @@ def test_disk_full_on_a_small_tmpfs(tmp_path: Path, cli: Invoke, refs: Callable[
         assert verify_pool(pool).ok
 
 
+def _root_files() -> Any:
+    """``tests/root_files.py`` (writes background overlay files with real ROOT); the test is
+    skipped where ROOT or uproot is missing."""
+    pytest.importorskip("uproot", reason="bgcache import needs uproot")
+    sys.path.insert(0, str(HERE))
+    return pytest.importorskip("root_files", reason="writing ROOT files needs ROOT")
+
+
+IMPORT_SEED = 7  # the events of the ROOT file the import tests write
+
+
+@pytest.fixture(scope="module")
+def overlay_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(file, reference)``: a ROOT file of 24 full-size events (written by real ROOT) and an
+    uninterrupted import of it (blocks of 8)."""
+    root_files = _root_files()
+    from bgcache.importer import import_pool
+
+    base = tmp_path_factory.mktemp("overlay")
+    events = expected(IMPORT_SEED, 24)
+    path = root_files.write_overlay_file(
+        base / "bg.root", [root_files.event_digits(e) for e in events]
+    )
+    import_pool(base / "ref", [path], block_events=B)
+    return path, base / "ref"
+
+
+def test_disk_full_during_an_import_and_resume(
+    tmp_path: Path, cli: Invoke, overlay_file: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bgcache import`` on a disk that fills up in its second block: one error line (no
+    progress frame), the first block complete and the reference's bytes; once space is back
+    the same command completes the pool to the reference's files."""
+    path, ref = overlay_file
+    total = sum(p.stat().st_size for p in ref.rglob("*") if p.is_file())
+    budget = _Budget(total // 2)
+    real_fdopen = os.fdopen
+
+    def fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        return budget.wrap(f) if "w" in mode else f
+
+    pool = tmp_path / "p"
+    argv = ["import", str(pool), str(path), "--block-events", str(B)]
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    result = cli(*argv)
+    monkeypatch.undo()
+    assert result.exit_code == 1
+    assert "no space left on the device" in one_error_line(result.stderr)
+    assert not list(pool.rglob("*.partial"))
+    assert verify_pool(pool).ok
+    opened = open_pool(pool)
+    assert 0 < len(opened.block_list) < 3
+    mine, theirs = snapshot(pool), ref_snapshot(ref)
+    events = expected(IMPORT_SEED, 24)
+    for info in opened.block_list:
+        assert opened.read_block(info) == events[info.first_index : info.stop_index]
+        assert {k: v for k, v in mine.items() if k.startswith(info.path + "/")} == {
+            k: v for k, v in theirs.items() if k.startswith(info.path + "/")
+        }
+    result = cli(*argv, "-q")  # space is back
+    assert result.exit_code == 0, result.stderr
+    assert snapshot(pool) == ref_snapshot(ref)
+
+
+def test_disk_full_during_an_import_on_a_small_tmpfs(
+    tmp_path: Path, overlay_file: tuple[Path, Path]
+) -> None:
+    """The same on a real full file system: a 1.5 MiB tmpfs, grown to resume."""
+    path, ref = overlay_file
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    with _mounted("tmpfs", mnt, "-t", "tmpfs", "-o", "size=1536k", "tmpfs"):
+        argv = [*PY, "import", str(mnt / "p"), str(path), "--block-events", str(B)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert "no space left on the device" in one_error_line(done.stderr)
+        assert verify_pool(mnt / "p").ok and 0 < len(open_pool(mnt / "p")) < 24
+        grown = subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], capture_output=True)
+        assert grown.returncode == 0, grown.stderr
+        done = subprocess.run([*argv, "-q"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert snapshot(mnt / "p") == ref_snapshot(ref)
+
+
 # -- damage matrix ------------------------------------------------------------------------------
 
 SID = stream_name(0)
@@ -705,10 +790,18 @@ def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
-def _check_read_only(pool: Path, prefix: list[str], **user: Any) -> None:
+def _builds(pool: Path) -> list[list[str]]:
+    """The writes a read-only pool of 16 events of seed 0 refuses: a new stream, an extended
+    stream, and a resume of the built range (nothing to do, still refused)."""
+    return [build_argv(pool, 9, 8), build_argv(pool, 0, 24), build_argv(pool, 0, 16, "--resume")]
+
+
+def _check_read_only(
+    pool: Path, prefix: list[str], writes: list[list[str]] | None = None, **user: Any
+) -> None:
     """In a process started with ``prefix`` and ``user`` (subprocess's user/group...):
-    inspect, verify and the overlay work; build (append a stream, extend a stream, resume
-    the built range) refuses with one line; nothing changes."""
+    inspect, verify and the overlay work; the ``writes`` (default: :func:`_builds`) refuse
+    with one line; nothing changes."""
     before = _tree(pool)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -722,11 +815,7 @@ def _check_read_only(pool: Path, prefix: list[str], **user: Any) -> None:
         assert done.returncode == 0, done.stderr
     done = run("overlay", str(pool))
     assert done.returncode == 0 and done.stdout.split() == ["16"], done.stderr
-    for argv in (
-        build_argv(pool, 9, 8),  # a new stream
-        build_argv(pool, 0, 24),  # extend the stream
-        build_argv(pool, 0, 16, "--resume"),  # nothing to do, still refused
-    ):
+    for argv in _builds(pool) if writes is None else writes:
         done = run("cli", *argv)
         assert done.returncode == 1, (done.stdout, done.stderr)
         assert "read-only" in one_error_line(done.stderr)
@@ -760,9 +849,30 @@ def test_read_only_pool_for_its_reader(shared_dir: Path) -> None:
     other user: on a pool made read-only with chmod -R a-w."""
     pool = shared_dir / "p"
     build_pool(pool, model="synthetic", seed=0, events=16, block_events=B)
+    _check_read_only_for_its_reader(pool)
+
+
+def test_read_only_imported_pool(shared_dir: Path) -> None:
+    """The same for a pool of imported events: the readers work, ``bgcache import`` (a resume
+    of the same files, nothing to do, and another file) refuses with one line."""
+    root_files = _root_files()
+    from bgcache.importer import import_pool
+
+    events = expected(IMPORT_SEED, 16)
+    path = root_files.write_overlay_file(
+        shared_dir / "bg.root", [root_files.event_digits(e) for e in events]
+    )
+    other = root_files.write_overlay_file(shared_dir / "more.root", [([8480], [1], [2], [3])])
+    pool = shared_dir / "p"
+    import_pool(pool, [path], block_events=B)
+    imports = [["import", str(pool), str(path)], ["import", str(pool), str(path), str(other)]]
+    _check_read_only_for_its_reader(pool, imports)
+
+
+def _check_read_only_for_its_reader(pool: Path, writes: list[list[str]] | None = None) -> None:
     if os.geteuid() != 0:
         _chmod_read_only(pool)
-        _check_read_only(pool, [])
+        _check_read_only(pool, [], writes)
         return
     nobody = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
     try:
@@ -771,12 +881,12 @@ def test_read_only_pool_for_its_reader(shared_dir: Path) -> None:
     except PermissionError:  # exec of the interpreter refused
         runs = False
     if runs:
-        _check_read_only(pool, [], **nobody)
+        _check_read_only(pool, [], writes, **nobody)
         return
     if shutil.which("setpriv") is None:
         pytest.skip("nobody cannot run this interpreter, and there is no setpriv")
     _chmod_read_only(pool)
-    _check_read_only(pool, NO_DAC)
+    _check_read_only(pool, NO_DAC, writes)
 
 
 def test_read_only_bind_mount(shared_dir: Path) -> None:

@@ -17,6 +17,8 @@ import pytest
 
 import bgcache
 from bgcache.build import build_pool
+from bgcache.errors import CorruptBlockError
+from bgcache.overlay import PoolOverlay
 from bgcache.store import open_pool
 from bgcache.store.format import stream_name
 from bgcache.store.gc import collect_garbage
@@ -103,6 +105,62 @@ def test_a_reader_open_during_the_removal_reads_every_event(tmp_path: Path) -> N
     assert "removed superseded block" in run.stdout
     assert not failures, failures
     assert passes[0] > 0 and not (pool / SHORT).exists()
+
+
+def test_an_overlay_open_before_the_extension_fails_clearly_when_gc_removes_its_block(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    """A reader that opened the pool before the extension (so it reads the short block) and
+    keeps it open past a grace period of 0 s: once gc removed the short block, its next read
+    of it is a CorruptBlockError naming the block, never a wrong event."""
+    pool = tmp_path / "pool"
+    build_pool(pool, model="synthetic", events=20, block_events=8)
+    expected = SYNTH.events([(0, i) for i in range(24)])
+    drawn = []
+    with PoolOverlay(pool, on_exhausted="reuse", prefetch=0) as overlay:  # blocks 0, 1, 2~4
+        for _ in range(20):  # one pass: every event, from the short block too
+            drawn.append((overlay.next_event(), overlay.last))
+        build_pool(pool, model="synthetic", events=24)  # 2~4 superseded by 2
+        done = cli("gc", str(pool), "--grace", "0s")
+        assert done.exit_code == 0 and f"removed superseded block {SHORT}" in done.stdout
+        with pytest.raises(CorruptBlockError, match=SHORT) as failed:
+            for _ in range(20):
+                drawn.append((overlay.next_event(), overlay.last))
+    assert "(seed 0, indices 16..19)" in str(failed.value)
+    assert len(drawn) >= 20
+    for event, last in drawn:
+        assert last is not None and event == expected[last[1].index]
+
+
+def test_gc_30_times_during_a_build(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    """gc with a grace period of 0 s over and over (the command line once, then the API it
+    calls) while a build extends the pool: the build ends well and its pool is an
+    uninterrupted build's. Before gc kept young partial files, it removed the build's
+    temporary files before their rename and the build failed."""
+    pool = _extended(tmp_path)
+    argv = [sys.executable, "-m", "bgcache", "build", str(pool), "-m", "synthetic", "-n", "48"]
+    build = subprocess.Popen(
+        [*argv, "-q", "--batch-events", "4"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    runs = 0
+    try:
+        done = cli("gc", str(pool), "--grace", "0s")
+        assert done.exit_code == 0, done.stderr
+        while build.poll() is None or runs < 30:
+            collect_garbage(pool, grace_seconds=0)
+            runs += build.poll() is None
+            time.sleep(0.01)  # the build gets the other core's share too
+    finally:
+        _, err = build.communicate(timeout=120)
+    assert build.returncode == 0, err
+    print(f"{runs} gc runs during the build")
+    assert runs >= 30
+    assert list(open_pool(pool)) == SYNTH.events([(0, i) for i in range(48)])
+    report = verify_pool(pool)
+    assert report.ok and not report.warnings, report.warnings
 
 
 def test_gc_command_line(tmp_path: Path, cli: Callable[..., Any]) -> None:

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +30,9 @@ from bgcache.store.format import stream_name
 from bgcache.store.shards import crc32c
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import fault_hostile  # noqa: E402 (a helper beside the tests)
+
 SID = stream_name(0)
 BLOCK = f"streams/{SID}/1"
 PEAK_MIB = 200  # a reader of this small pool peaks at 50-70 MiB
@@ -202,34 +201,9 @@ CASES: dict[str, tuple[Callable[[Path, Path], None], str, bool]] = {
 NO_DAC = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
 
 
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (LIMIT_AS, LIMIT_AS))
-
-
 def run_measured(argv: list[str]) -> tuple[int, str, float, float]:
-    """Exit code, output, peak MiB and seconds of one command, run as the child of a small
-    measuring process (``fault_hostile.py measure``) in a session of its own."""
-    t0 = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as out:
-        report = Path(tmp) / "peak"
-        proc = subprocess.Popen(
-            [sys.executable, str(HERE / "fault_hostile.py"), "measure", str(report), *argv],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_limit,
-            start_new_session=True,
-        )
-        try:
-            code = proc.wait(timeout=SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            out.seek(0)
-            pytest.fail(f"{argv[2:]} still ran after {SECONDS} s (a hang): {out.read()[-300:]}")
-        out.seek(0)
-        text = out.read()
-        peak_kb = int(report.read_text())
-    return code, text, peak_kb / 1024, time.monotonic() - t0
+    """Exit code, output, peak MiB and seconds of one command (``fault_hostile.py``)."""
+    return fault_hostile.run_measured(argv, limit_as=LIMIT_AS, seconds=SECONDS)
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("uproot", reason="bgcache import needs uproot: pip install 'bgcache[uproot]'")
 pytest.importorskip("ROOT", reason="writing the test files needs ROOT: pip install root")
 sys.path.insert(0, str(Path(__file__).parent))
+import fault_hostile
 import root_files
 
 from bgcache import load_model, open_pool
@@ -238,26 +240,101 @@ def test_bad_digits_are_refused_naming_file_and_entry(
     good = write_overlay_file(tmp_path / "good.root", [([8480], [3], [4], [5])] * 2)
     bad = write_overlay_file(tmp_path / "bad.root", entries)
     pool = tmp_path / "p"
-    r = cli("import", str(pool), str(good), str(bad), "--block-events", "2", "-q")
+    r = cli("import", str(pool), str(good), str(bad), "--block-events", "2")
     assert r.exit_code == 1, r.stdout
-    lines = r.stderr.splitlines()
+    lines = r.stderr.splitlines()  # the bar had started: no frame of it (nor a blank line)
     assert len(lines) == 1 and lines[0].startswith("bgcache: error: "), r.stderr
     assert f"'{bad}' {message}" in lines[0] if "entry 1" in message else message in lines[0]
     assert "Traceback" not in r.stderr
-    # the block before the bad entry is complete; the refused block left nothing
+    # the block before the bad entry is complete, and the error says so; the refused block
+    # left nothing
+    assert f"(pool '{pool}' keeps its 2 complete events and records these files" in lines[0]
     reader = open_pool(pool)
     assert len(reader) == 2 and verify_pool(pool).ok
     assert not list(pool.rglob("*.partial"))
 
 
-def _truncate(path: Path) -> None:
+def test_a_refused_first_block_leaves_no_pool(tmp_path: Path, cli: Invoke) -> None:
+    """A new pool is created only once its first block is good: a refused file leaves no pool
+    holding only its root record behind, an empty directory given as the pool stays empty, and
+    an existing pool loses nothing (the error says what it keeps)."""
+    bad = write_overlay_file(tmp_path / "bad.root", _one_event(q=0))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for pool in (tmp_path / "p", empty):
+        r = cli("import", str(pool), str(bad))  # no --quiet: the error is the only line
+        assert r.exit_code == 1 and r.stdout == ""
+        assert r.stderr.splitlines() == [
+            f"bgcache: error: '{bad}' entry 1: digit 1 has charge 0: a fired pixel has a charge "
+            "of 1 ADU or more; the file is damaged"
+        ]
+    assert not (tmp_path / "p").exists() and list(empty.iterdir()) == []
+    good = write_overlay_file(tmp_path / "good.root", [([8480], [3], [4], [5])] * 2)
+    pool = tmp_path / "kept"
+    import_pool(pool, [good, bad], block_events=2, shard=(0, 2))
+    before = {p: p.read_bytes() for p in pool.rglob("*") if p.is_file()}
+    r = cli("import", str(pool), str(good), str(bad), "-q")
+    assert r.exit_code == 1 and "entry 1: digit 1 has charge 0" in r.stderr
+    assert f"(pool '{pool}' keeps its 2 complete events" in r.stderr
+    after = {p: p.read_bytes() for p in pool.rglob("*") if p.is_file()}
+    assert after.keys() == before.keys()  # the root record's summary may be rewritten
+    assert all(after[p] == before[p] for p in before if p.name != "zarr.json" or p.parent != pool)
+
+
+def test_one_file_under_two_names_is_refused(
+    tmp_path: Path, files: list[Path], cli: Invoke
+) -> None:
+    """A file is itself, not its path: a hard link, a symbolic link or a byte-identical copy
+    given beside it would import its events twice (a hard link did: 16 events from 8)."""
+    link, sym, copy = tmp_path / "link.root", tmp_path / "sym.root", tmp_path / "copy.root"
+    os.link(files[0], link)
+    sym.symlink_to(files[0])
+    shutil.copy(files[0], copy)
+    import hashlib
+
+    sha = hashlib.sha256(files[0].read_bytes()).hexdigest()
+    for other, message in [
+        (link, f"'{link}' is given twice (also as '{files[0]}', the same file under another name)"),
+        (sym, f"'{sym}' is given twice (also as '{files[0]}'): "),
+        (copy, f"'{files[0]}' and '{copy}' hold the same bytes (sha256 {sha[:16]}...)"),
+    ]:
+        r = cli("import", str(tmp_path / "p"), str(files[0]), str(files[2]), str(other))
+        assert r.exit_code == 2, r.stderr
+        assert len(r.stderr.splitlines()) == 1 and message in r.stderr, r.stderr
+        assert "imported twice; give it once" in r.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def _truncate(path: Path, keep: int | None = None) -> None:
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: len(data) // 2 if keep is None else keep])
+
+
+def _damage_basket(path: Path) -> None:
+    """Flip a byte inside the compressed data of the first basket of the charges (zlib: its
+    checksum fails)."""
+    import uproot
+
+    with uproot.open(path) as f:
+        branch = f["tree"]["PXDDigits.m_charge"]
+        seek = int(branch.member("fBasketSeek")[0])
+        key = branch.basket_key(0)
+        start, size = seek + key.fKeylen, key.data_compressed_bytes
+    data = bytearray(path.read_bytes())
+    data[start + size // 2] ^= 0x55
+    path.write_bytes(bytes(data))
 
 
 BAD_FILES = {
     "not-root": ("text", "is not a ROOT file (it does not start with 'root')"),
+    "empty": ("empty", "is not a ROOT file (it does not start with 'root')"),
+    "header-only": ("header", "cannot be read as a ROOT file"),
     "truncated": ("truncate", "cannot be read as a ROOT file"),
+    "damaged-basket": ("damage", "entries 0..49 cannot be read ("),
+    "other-class": (
+        {"clones_class": "Belle2::BackgroundInfo"},
+        "branch 'PXDDigits' holds Belle2::BackgroundInfo, not Belle2::PXDDigit",
+    ),
     "no-branch": ({"branch": "SVDShaperDigits"}, "has no branch 'PXDDigits' in tree 'tree'"),
     "no-tree": ({"tree_name": "persistent"}, "has no TTree 'tree': it is not a basf2 output file"),
     "mixing": ({"extra_branch": "BackgroundMetaData"}, "is a BG mixing sample"),
@@ -273,12 +350,17 @@ def test_bad_files_are_refused_before_anything_is_written(
     path = tmp_path / "bad.root"
     if how == "text":
         path.write_text("run,event\n1,2\n")
+    elif how == "empty":
+        path.write_bytes(b"")
     else:
-        write_overlay_file(
-            path, [([8480], [1], [2], [3])] * 50, **(how if isinstance(how, dict) else {})
+        entries = (
+            [] if isinstance(how, dict) and "clones_class" in how else [([8480], [1], [2], [3])]
         )
-        if how == "truncate":
-            _truncate(path)
+        write_overlay_file(path, entries * 50, **(how if isinstance(how, dict) else {}))
+        if how in ("truncate", "header"):
+            _truncate(path, keep=300 if how == "header" else None)
+        if how == "damage":
+            _damage_basket(path)
     r = cli("import", str(tmp_path / "p"), str(path))
     assert r.exit_code == 1
     assert len(r.stderr.splitlines()) == 1 and message in r.stderr, r.stderr
@@ -298,6 +380,139 @@ def test_paths_are_checked_first(tmp_path: Path, cli: Invoke, files: list[Path])
     with pytest.raises(ImportSourceError, match="hold no entries"):
         import_pool(tmp_path / "p", [files[1]])
     assert not (tmp_path / "p").exists()
+
+
+# -- files whose numbers would take the machine's memory ----------------------------------------
+
+#: identical digits an entry: ROOT compresses them ~7000x (the probe's file: 64 such entries,
+#: 146 kB, ended in a MemoryError at 3.5 GB, the importer read a block's columns whole)
+BOMB_DIGITS = 2_000_000
+#: a memory limit that the old importer exceeded, far above what a bounded one needs
+LIMIT_AS = 4 * 2**30
+
+
+def _same_digits(n: int) -> root_files.Digits:
+    column = np.full(n, 1, dtype=np.uint16)
+    return (np.full(n, 8480, dtype=np.uint16), column, column * 2, column * 3)
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``blocks``: 17 entries of 2,000,000 identical digits (34 million digits: a block of 256
+    entries would exceed the memory budget of 2**25 digits), zstd-5; ``entry``: an entry of
+    one digit more than the PXD has pixels. Written by real ROOT (~4 s together)."""
+    base = tmp_path_factory.mktemp("bombs")
+    entry = _same_digits(BOMB_DIGITS)
+    return {
+        "blocks": write_overlay_file(
+            base / "blocks.root", [entry] * 17, compression=COMPRESSIONS["zstd-5"]
+        ),
+        "entry": write_overlay_file(
+            base / "entry.root",
+            [([8480], [1], [2], [3]), _same_digits(40 * 250 * 768 + 1)],
+            compression=COMPRESSIONS["zstd-5"],
+        ),
+    }
+
+
+#: case: (file, extra arguments, the error, peak MiB allowed)
+BOMBS = {
+    # the counts are read first, while the files are checked: refused before any digit
+    "block-over-budget": (
+        "blocks",
+        [],
+        "'{file}' entries 0..16: 34,000,000 digits in one block of 256 events, above the "
+        "33,554,432 an import holds per block (its memory budget): import into a new pool "
+        "with smaller blocks, e.g. --block-events 16",
+        150,
+    ),
+    "entry-over-the-pixels": (
+        "entry",
+        [],
+        "'{file}' entry 1 records 7,680,001 digits, and an event holds at most 7,680,000 "
+        "(one per pixel of the 40 PXD sensors): the file is damaged or not PXD background",
+        150,
+    ),
+    # blocks of 16 entries (32 million digits) are within the budget: read in pieces of whole
+    # entries of up to 4 million digits, the first piece's first entry is refused
+    "read-in-pieces": (
+        "blocks",
+        ["--block-events", "16"],
+        "'{file}' entry 0: digit 1 is a second digit on pixel (sensor 1.1.1, u 1, v 2)",
+        450,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BOMBS))
+def test_a_compression_bomb_is_refused_in_bounded_memory(
+    tmp_path: Path, bombs: dict[str, Path], case: str
+) -> None:
+    """``bgcache import`` of a file whose digits would take gigabytes, as a real process under
+    an address-space limit: one line, exit 1, peak memory measured (the refusals from the
+    counts 80 MiB, the piecewise read 310 MiB; before, 3.5 GB and a MemoryError), no pool."""
+    name, extra, message, peak_mib = BOMBS[case]
+    pool = tmp_path / "p"
+    argv = [sys.executable, "-m", "bgcache", "import", str(pool), str(bombs[name]), *extra]
+    code, out, peak, seconds = fault_hostile.run_measured(argv, limit_as=LIMIT_AS, seconds=60)
+    print(f"{case}: peak {peak:.0f} MiB, {seconds:.1f} s")
+    lines = out.splitlines()  # stdout and stderr: the error line is the only line
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("bgcache: error: "), out
+    assert message.format(file=bombs[name]) in lines[0]
+    assert peak < peak_mib, f"{case}: peak {peak:.0f} MiB"
+    assert not pool.exists()
+
+
+# -- concurrency, paths ------------------------------------------------------------------------
+
+
+def test_two_imports_into_one_pool_at_once_equal_one(
+    tmp_path: Path, files: list[Path], events: list[SparseEvent], pool_files: Any
+) -> None:
+    """Two ``bgcache import`` processes of the same files into one new pool at once: both
+    succeed (one creates the pool, the other opens it; a block both write gets the same
+    bytes), and the pool is one import's."""
+    ref = tmp_path / "ref"
+    import_pool(ref, files, block_events=2)
+    pool = tmp_path / "p"
+    argv = [sys.executable, "-m", "bgcache", "import", str(pool), *map(str, files)]
+    procs = [
+        subprocess.Popen([*argv, "--block-events", "2", "-q"], stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert pool_files(pool) == pool_files(ref)
+    report = verify_pool(pool)
+    assert report.ok and not report.warnings, report.warnings
+    assert_pool_holds(pool, events)
+
+
+def test_unicode_and_space_paths(tmp_path: Path, events: list[SparseEvent], cli: Invoke) -> None:
+    """Files and pools under names with spaces and non-ASCII letters: import, inspect, verify,
+    gc, a build, the overlay and the error messages handle them as any other path."""
+    base = tmp_path / "Läufe mit Leerzeichen"
+    base.mkdir()
+    path = base / "β run #1.root"  # ROOT reads '#' in a name as an anchor: written, then named
+    write_overlay_file(tmp_path / "run.root", [event_digits(e) for e in events[:3]]).rename(path)
+    pool = tmp_path / "pools" / "Pool ü ✓"
+    r = cli("import", str(pool), str(base), "--block-events", "2")
+    assert r.exit_code == 0, r.stderr
+    assert f"pool {pool}: imported events" in r.stdout
+    assert_pool_holds(pool, events[:3])
+    shown = cli("inspect", str(pool))
+    assert shown.exit_code == 0 and "β run #1.root: 3 entries" in shown.stdout, shown.stdout
+    checked = cli("verify", str(pool), "--strict")
+    assert checked.exit_code == 0 and f"OK: pool {pool}" in checked.stdout
+    assert cli("gc", str(pool), "--grace", "0s").exit_code == 0
+    with PoolOverlay(pool, on_exhausted="reuse") as overlay:
+        assert [overlay.next_event() for _ in range(3)].count(events[1]) == 1
+    built = tmp_path / "Ein Pool" / "ν"
+    r = cli("build", str(built), "-m", "synthetic", "-n", "2", "-q")
+    assert r.exit_code == 0 and verify_pool(built).ok, r.stderr
+    r = cli("import", str(pool), str(path), str(base / "ä fehlt.root"))
+    assert r.exit_code == 2 and f"'{base / 'ä fehlt.root'}' does not exist" in r.stderr
 
 
 # -- kill -9 and resume -----------------------------------------------------------------------
@@ -369,8 +584,8 @@ def test_an_entry_count_beyond_any_plan_is_refused(
 
     real = importer.scan_source
 
-    def huge(path: Path) -> Any:
-        found = real(path)
+    def huge(path: Path, *args: Any) -> Any:
+        found = real(path, *args)
         return importer.SourceFile(found.path, found.sha256, 2**40, found.nbytes)
 
     monkeypatch.setattr(importer, "scan_source", huge)

@@ -111,17 +111,37 @@ class RateColumn(ProgressColumn):
         )
 
 
-def event_progress(*, quiet: bool = False, unit: str = "events") -> Progress:
+class Bar(Progress):
+    """rich's progress display, whose frame off a terminal is left out when the work fails.
+
+    Off a terminal rich draws one frame, when the bar stops; after a failure that frame would
+    stand before the error line (a bar of how far the work got), and a failing command's
+    error is to be its only line. On a terminal the bar stays as it was drawn.
+    """
+
+    def stop(self, *, failed: bool = False) -> None:
+        """Stop the display; ``failed``: the work ended in an error (no frame off a terminal)."""
+        if failed and not self.disable and not self.console.is_interactive:
+            self.live.transient = True  # rich draws no frame of a transient display there
+            self.live.stop()  # and not the empty line Progress.stop prints after the frame
+            return
+        super().stop()
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        self.stop(failed=exc_type is not None)
+
+
+def event_progress(*, quiet: bool = False, unit: str = "events") -> Bar:
     """A progress bar on stderr with count, rate (``unit``/s), elapsed time and ETA.
 
     Off a terminal (a log, a pipe) rich draws only the last frame, at the end, and at its
     default 80 columns a long count wrapped it over two lines; there it is one line as wide as
-    it needs, so a log holds one record of the bar.
+    it needs, so a log holds one record of the bar, and none when the work failed (:class:`Bar`).
     """
     console = stderr_console()
     if not console.is_terminal:
         console.width = _LOG_WIDTH
-    return Progress(
+    return Bar(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -138,7 +158,8 @@ def event_progress(*, quiet: bool = False, unit: str = "events") -> Progress:
 class BlockProgress:
     """What a build or an import shows while it runs: a spinner (``spin``) until the first
     progress call, then a bar of the events still to write (complete blocks already skipped
-    are not counted). Call it as ``progress(done, total)``; ``stop()`` at the end, always.
+    are not counted). Call it as ``progress(done, total)`` inside ``with progress:`` (or call
+    ``stop()`` at the end, always); work that fails leaves no frame off a terminal.
     """
 
     def __init__(self, label: str, spinner_text: str, *, quiet: bool, spin: bool = True) -> None:
@@ -167,12 +188,18 @@ class BlockProgress:
         if self._task is not None:
             self.bar.update(self._task, completed=done - self._skipped)
 
-    def stop(self) -> None:
+    def stop(self, *, failed: bool = False) -> None:
         """Stop the spinner and the bar (a bar never started is left alone: stopping it
-        would still print a newline)."""
+        would still print a newline); ``failed``: see :meth:`Bar.stop`."""
         self.spinner.stop()
         if self._task is not None:
-            self.bar.stop()
+            self.bar.stop(failed=failed)
+
+    def __enter__(self) -> BlockProgress:
+        return self
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        self.stop(failed=exc_type is not None)
 
 
 def block_count_lines(r: dict[str, Any], verb: str) -> list[str]:

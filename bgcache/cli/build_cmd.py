@@ -184,33 +184,31 @@ def build(
     )
 
     try:
-        result = build_pool(
-            pool,
-            model=model,
-            events=events,
-            checkpoint=checkpoint,
-            seed=seed,
-            first_index=first_index,
-            block_events=block_events,
-            batch_events=batch_events,
-            device=device,
-            nintra=nintra,
-            ninter=ninter,
-            optimize=optimize,
-            precision=precision,
-            shard=shard,
-            resume=resume,
-            workers=workers,
-            scheduler=scheduler,
-            progress=progress,
-        )
+        with progress:
+            result = build_pool(
+                pool,
+                model=model,
+                events=events,
+                checkpoint=checkpoint,
+                seed=seed,
+                first_index=first_index,
+                block_events=block_events,
+                batch_events=batch_events,
+                device=device,
+                nintra=nintra,
+                ninter=ninter,
+                optimize=optimize,
+                precision=precision,
+                shard=shard,
+                resume=resume,
+                workers=workers,
+                scheduler=scheduler,
+                progress=progress,
+            )
     except KeyboardInterrupt:
-        progress.stop()  # before the error line
         from bgcache.cli._app import interrupted
 
         raise interrupted("every complete block is kept; run the same command to resume") from None
-    finally:
-        progress.stop()
     for text in result.notes:
         note(text, quiet=quiet)
     record = result.to_dict()

@@ -73,24 +73,22 @@ def import_files(
     # a spinner while the files are checked and hashed, then the bar of the import
     progress = BlockProgress("importing", "checking the background files...", quiet=quiet)
     try:
-        result = import_pool(
-            pool,
-            files,
-            seed=seed,
-            block_events=block_events,
-            shard=shard,
-            progress=progress,
-            on_scan=lambda done, total: progress.say(
-                f"checking the background files: {done} of {total} (entries, sha256)"
-            ),
-        )
+        with progress:
+            result = import_pool(
+                pool,
+                files,
+                seed=seed,
+                block_events=block_events,
+                shard=shard,
+                progress=progress,
+                on_scan=lambda done, total: progress.say(
+                    f"checking the background files: {done} of {total} (entries, sha256)"
+                ),
+            )
     except KeyboardInterrupt:
-        progress.stop()  # before the error line
         from bgcache.cli._app import interrupted
 
         raise interrupted("every complete block is kept; run the same command to resume") from None
-    finally:
-        progress.stop()
     for text in result.notes:
         note(text, quiet=quiet)
     record = result.to_dict()

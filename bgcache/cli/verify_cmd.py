@@ -73,7 +73,8 @@ def verify(
             f"{verdict}: pool {escape(report.pool)}: {plural(report.blocks, 'block')}, "
             f"{plural(report.events, 'event')}, {plural(report.hits, 'hit')} checked "
             f"({fmt_bytes(report.bytes_read)} read in {report.seconds:.1f} s); "
-            f"{plural(len(report.problems), 'problem')}, {plural(len(report.warnings), 'warning')}"
+            f"{plural(len(report.problems), 'problem')}, {plural(len(report.warnings), 'warning')}",
+            soft_wrap=True,  # one line, as the findings (a log or a script reads it)
         )
     if failed:
         raise typer.Exit(1)

@@ -450,7 +450,7 @@ def _write_error(exc: OSError, url: str, key: str) -> PoolWriteError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return PoolWriteError(
             f"cannot write to {where}: no space left on the device; complete blocks are "
-            "kept: free space, then run the same build again to resume"
+            "kept: free space, then run the same command again to resume"
         )
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         return PoolWriteError(
