@@ -15,7 +15,7 @@ import pytest
 
 from bgcache import load_model, open_pool
 from bgcache.build import build_pool
-from bgcache.clusters import LOOKUP_SIZE, ClusterStatistics, find_clusters
+from bgcache.clusters import BATCHES, ClusterStatistics, cluster_labels, find_clusters
 from bgcache.compare import compare_pools, compare_statistics
 from bgcache.errors import UsageError
 from bgcache.geometry import N_SENSORS, N_U, N_V, PIXELS_PER_SENSOR
@@ -51,8 +51,8 @@ def flood_fill_clusters(event: SparseEvent) -> list[tuple[int, int, int, int, in
     return sorted(out)
 
 
-def clusters_of(event: SparseEvent, lookup: np.ndarray | None = None) -> list[tuple[int, ...]]:
-    c = find_clusters(event, lookup)
+def clusters_of(event: SparseEvent) -> list[tuple[int, ...]]:
+    c = find_clusters(event)
     return sorted(
         zip(
             *(x.tolist() for x in (c.sensor, c.size, c.charge, c.extent_u, c.extent_v)), strict=True
@@ -61,12 +61,15 @@ def clusters_of(event: SparseEvent, lookup: np.ndarray | None = None) -> list[tu
 
 
 def test_clusters_equal_a_flood_fill_on_full_size_events() -> None:
-    lookup = np.full(LOOKUP_SIZE, -1, dtype=np.int32)
     for event in load_model("synthetic").events([(3, 0), (3, 1)]):
-        want = flood_fill_clusters(event)
-        assert clusters_of(event) == want
-        assert clusters_of(event, lookup) == want
-        assert (lookup == -1).all()  # left as found
+        assert clusters_of(event) == flood_fill_clusters(event)
+        # the labels are the clusters, numbered in the order of their first pixels
+        labels = cluster_labels(event)
+        found = find_clusters(event)
+        assert np.array_equal(np.bincount(labels), found.size)
+        assert np.array_equal(np.bincount(labels, weights=event.charge), found.charge)
+        first = np.unique(labels, return_index=True)[1]
+        assert (np.diff(first) > 0).all() and np.array_equal(event.sensor[first], found.sensor)
 
 
 def test_clusters_stop_at_sensor_and_row_edges() -> None:
@@ -80,6 +83,23 @@ def test_clusters_stop_at_sensor_and_row_edges() -> None:
     assert clusters_of(event) == flood_fill_clusters(event)
     assert [c[1] for c in clusters_of(event)] == [1, 2, 1, 1, 1]
     assert clusters_of(SparseEvent.empty()) == []
+
+
+def test_clusters_of_diagonals_checkerboards_and_a_whole_sensor() -> None:
+    dense = np.zeros((N_SENSORS, N_U, N_V), dtype=np.uint8)
+    u, v = np.meshgrid(np.arange(20), np.arange(30), indexing="ij")
+    dense[0, :20, :30][(u + v) % 2 == 0] = 7  # a checkerboard: joined by corners only
+    dense[1, np.arange(50), np.arange(50) + 5] = 9  # a diagonal line
+    dense[1, np.arange(50), 200 - np.arange(50)] = 9  # the other diagonal
+    dense[1, 100:103, 0] = dense[1, 100:103, 767] = 3  # two columns at the edges of v
+    dense[2] = 1  # every pixel of a sensor
+    event = SparseEvent.from_dense(dense)
+    found = clusters_of(event)
+    assert found[:3] == [(0, 300, 2100, 20, 30), (1, 3, 9, 3, 1), (1, 3, 9, 3, 1)]
+    assert found[3:5] == [(1, 50, 450, 50, 50), (1, 50, 450, 50, 50)]
+    assert found[5:] == [(2, N_U * N_V, N_U * N_V, N_U, N_V)]
+    dense[2] = 0  # (a flood fill in Python of 192,000 pixels takes a while)
+    assert found[:5] == flood_fill_clusters(SparseEvent.from_dense(dense))
 
 
 def per_event_hits(events: list[SparseEvent]) -> np.ndarray:
@@ -218,6 +238,34 @@ def test_inspect_stats_reports_errors_and_w1(pools: dict[str, Path], cli: Invoke
     assert 0 < overall["occupancy_error"] < 0.01 * overall["occupancy"]
     assert overall["occupancy_ratio_error"] > 0
     assert stats["charge_spectrum"]["wasserstein_1"] > 0
+
+
+def test_cluster_histograms_are_kept_by_groups_of_events_that_merge() -> None:
+    events = load_model("synthetic").events([(5, i) for i in range(BATCHES + 3)])
+    whole = ClusterStatistics()
+    for e in events:
+        whole.add(e)
+    for name in ClusterStatistics.HISTOGRAMS:
+        groups = whole.batches[name]
+        assert np.array_equal(groups.sum(axis=0), getattr(whole, name))
+        one = ClusterStatistics()
+        one.add(events[1])
+        assert np.array_equal(
+            groups[1] - getattr(one, name), getattr(find_stats(events[1 + BATCHES]), name)
+        )
+    # merged halves are the whole, groups included: the second half's events follow the first's
+    a, b = ClusterStatistics(), ClusterStatistics()
+    for e in events[:7]:
+        a.add(e)
+    for e in events[7:]:
+        b.add(e)
+    assert a.merge(b) == whole
+
+
+def find_stats(event: SparseEvent) -> ClusterStatistics:
+    stats = ClusterStatistics()
+    stats.add(event)
+    return stats
 
 
 def test_cluster_statistics_memory_does_not_grow() -> None:
