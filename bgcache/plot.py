@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -155,12 +156,14 @@ def _save(fig: Any, out: Path, dpi: int) -> None:
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> Path:
-    """Check a plot's output path before any work: its suffix, that it can be a file, and
+    """Check a plot's output path before any work: its suffix, that it can be a file, that
+    a file can be made in its directory (an empty probe file, removed at once: a read-only
+    or virtual file system such as /proc is told now, not after minutes of sampling), and
     that matplotlib can be imported.
 
     Raises:
         UsageError: the suffix is not .png, .pdf or .svg; the path is a directory; its
-            directory does not exist or is a file.
+            directory does not exist, is a file, or takes no new file.
         MissingDependencyError: matplotlib is not installed.
 
     Example:
@@ -182,6 +185,15 @@ def check_plot_path(path: str | os.PathLike[str]) -> Path:
         raise UsageError(f"{where}: directory {str(parent)!r} does not exist; create it first")
     if not parent.is_dir():
         raise UsageError(f"{where}: {str(parent)!r} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{out.name}.", suffix=".probe")
+    except OSError as exc:
+        raise UsageError(
+            f"{where}: no file can be made in {str(parent)!r} ({exc.strerror or exc}); "
+            "give a path in a writable directory"
+        ) from None
+    os.close(fd)
+    Path(probe).unlink()
     _matplotlib()  # a missing matplotlib is said now, not after the sample is read
     return out
 

@@ -21,6 +21,7 @@ from bgcache.errors import UsageError
 from bgcache.geometry import N_SENSORS, N_U, N_V, PIXELS_PER_SENSOR
 from bgcache.hits import SparseEvent
 from bgcache.stats import PoolStatistics, sample_distances, wasserstein_1
+from bgcache.store.pool import Pool
 from bgcache.store.writer import create_or_open_pool
 
 Invoke = Callable[..., Any]
@@ -228,6 +229,35 @@ def test_command_line_table_json_and_plot(
         "cluster_extent_v",
     }
     assert len(report["correlation"]["pool"]) == N_SENSORS
+
+
+def no_reading(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the pools were read before the bad argument was said")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize(
+    ("plot", "said"),
+    [
+        pytest.param("/proc/x.png", "no file can be made in '/proc'", id="proc"),
+        pytest.param("{tmp}/nowhere/x.png", "does not exist; create it first", id="no-dir"),
+        pytest.param("{tmp}/x.jpg", "must end in .png, .pdf or .svg", id="suffix"),
+    ],
+)
+def test_a_bad_plot_path_is_said_before_sampling(
+    pools: dict[str, Path],
+    tmp_path: Path,
+    cli: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+    plot: str,
+    said: str,
+) -> None:
+    monkeypatch.setattr(Pool, "sample", no_reading)
+    r = cli("compare", str(pools["a"]), str(pools["b"]), "--plot", plot.format(tmp=tmp_path))
+    assert r.exit_code == 2  # a usage mistake
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("bgcache: error: --plot: ")
+    assert said in r.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_inspect_stats_reports_errors_and_w1(pools: dict[str, Path], cli: Invoke) -> None:
