@@ -11,9 +11,9 @@ One run, one core (pinned), the same full-size synthetic events (a pool of ``--e
    (bgcache's reader: checks and sorting included), and of ``bgcache import`` as a whole
    (reading, checking, sorting, compressing, writing the pool); kB/event of the file and
    of the pool; the imported events are checked to equal the source events;
-3. ``compare``: events/s of gathering the statistics (clusters included) and the peak
-   resident memory of a process comparing pools of N and 4N events with the same sample
-   (flat: the sample, not the pool, sets it);
+3. ``compare``: events/s of gathering the statistics (clusters included) and of the
+   report (its statistical tests), and the peak resident memory of a process comparing
+   pools of N and 4N events with the same sample (flat: the sample, not the pool, sets it);
 4. ``clusters`` (``--parts clusters`` runs it alone, without ROOT): on ``--cluster-events``
    full-size synthetic events, ms/event of the cluster labels alone and events/s of clusters
    and histograms (what ``compare`` pays per event) of bgcache's clustering
@@ -46,7 +46,7 @@ from basf2_fill import import_standin, machine, tree_rate, write_root_files
 
 from bgcache.build import build_pool
 from bgcache.clusters import ClusterStatistics, cluster_labels, find_clusters
-from bgcache.compare import gather
+from bgcache.compare import compare_statistics, gather
 from bgcache.geometry import IMAGE_SHAPE
 from bgcache.importer import OverlayFileReader, import_pool, scan_source
 from bgcache.models import load_model
@@ -141,6 +141,14 @@ def compare_part(args: argparse.Namespace, tmp: Path, source: Path, reference: P
     gather(pool, None)  # a second pass, the page cache warm
     rate = max(rate, stats.n_events / (time.perf_counter() - t0))
     print(f"gathering statistics with clusters: {rate:.1f} events/s ({stats.n_events} events)")
+    other = gather(open_pool(reference), None)
+    t0 = time.perf_counter()
+    report = compare_statistics(stats, other)
+    seconds = time.perf_counter() - t0
+    print(
+        f"the report with its {report['verdict']['quantities']} tests: {1e3 * seconds:.0f} ms "
+        f"({stats.n_events} and {other.n_events} events)"
+    )
     big = tmp / "big"
     build_pool(big, model="synthetic", events=4 * args.events, seed=3)
     cpu = max(os.sched_getaffinity(0))
