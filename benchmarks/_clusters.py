@@ -11,8 +11,8 @@
 
 Each gives a label per fired pixel; :func:`clusters_from_labels` makes the clusters' sizes,
 charges and extents from labels as bgcache did before (``np.unique``, ``np.bincount``,
-``reduceat``), and :func:`count` adds them to a :class:`~bgcache.clusters.ClusterStatistics`
-as its ``add`` does, so that every method is timed for clusters and histograms alike.
+``reduceat``), which :meth:`~bgcache.clusters.ClusterStatistics.count` adds to the
+histograms as ``add`` does, so that every method is timed for clusters and histograms alike.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bgcache.clusters import BATCHES, Clusters, ClusterStatistics
+from bgcache.clusters import Clusters
 from bgcache.geometry import N_SENSORS, N_U, N_V
 from bgcache.hits import SparseEvent
 
@@ -122,19 +122,6 @@ def clusters_from_labels(event: SparseEvent, labels: np.ndarray) -> Clusters:
         c = column.astype(np.int64)[order]
         extents.append(np.maximum.reduceat(c, bounds) - np.minimum.reduceat(c, bounds) + 1)
     return Clusters(event.sensor[first], size, charge, extents[0], extents[1])
-
-
-def count(stats: ClusterStatistics, found: Clusters) -> None:
-    """Add one event's clusters to ``stats`` exactly as :meth:`ClusterStatistics.add` does."""
-    batch = len(stats._per_event) % BATCHES
-    stats._per_event.append(len(found))
-    for name in stats.HISTOGRAMS:
-        histogram = getattr(stats, name)
-        counts = np.bincount(
-            np.minimum(getattr(found, name), histogram.size - 1), minlength=histogram.size
-        )
-        histogram += counts
-        stats.batches[name][batch] += counts
 
 
 def same_clusters(a: Clusters, b: Clusters) -> bool:

@@ -19,8 +19,9 @@ One run, one core (pinned), the same full-size synthetic events (a pool of ``--e
    and histograms (what ``compare`` pays per event) of bgcache's clustering
    (``scipy.sparse.csgraph`` over runs of pixels) beside the numpy union-find it replaced,
    ``scipy.ndimage.label`` on the dense image and ``csgraph`` over the pixel links
-   (``benchmarks/_clusters.py``); best of three interleaved rounds; every method is checked
-   to give the same labels and cluster statistics.
+   (``benchmarks/_clusters.py``); each event through every method in turn, three times,
+   the medians of those times; every method is checked to give the same labels and cluster
+   statistics.
 
 Run:  python benchmarks/import_compare.py [--events 100] [--sample 50] [--cpu N]
           [--parts import,compare,clusters] [--cluster-events 50]
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,11 +145,15 @@ def compare_part(args: argparse.Namespace, tmp: Path, source: Path, reference: P
     print(f"gathering statistics with clusters: {rate:.1f} events/s ({stats.n_events} events)")
     other = gather(open_pool(reference), None)
     t0 = time.perf_counter()
+    compare_statistics(stats, other)  # the first imports scipy.stats
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
     report = compare_statistics(stats, other)
     seconds = time.perf_counter() - t0
     print(
         f"the report with its {report['verdict']['quantities']} tests: {1e3 * seconds:.0f} ms "
-        f"({stats.n_events} and {other.n_events} events)"
+        f"({stats.n_events} and {other.n_events} events; the first report, which imports "
+        f"scipy.stats, {1e3 * first:.0f} ms)"
     )
     big = tmp / "big"
     build_pool(big, model="synthetic", events=4 * args.events, seed=3)
@@ -189,26 +195,26 @@ def clusters_part(n_events: int) -> None:
         if name == bgcache:
             return lambda stats, e: stats.add(e)
         labeller = labellers[name]
-        return lambda stats, e: _clusters.count(
-            stats, _clusters.clusters_from_labels(e, labeller(e))
-        )
+        return lambda stats, e: stats.count(_clusters.clusters_from_labels(e, labeller(e)))
 
-    label_s = dict.fromkeys(labellers, float("inf"))
-    full_s = dict.fromkeys(labellers, float("inf"))
-    results: dict[str, ClusterStatistics] = {}
-    for _ in range(3):  # rounds, the methods interleaved
-        for name, labeller in labellers.items():
-            t0 = time.perf_counter()
-            for e in events:
+    # every event through every method in turn, three times: the medians of these paired
+    # times hold where other work on the machine comes and goes in bursts
+    label_t: dict[str, list[float]] = {name: [] for name in labellers}
+    full_t: dict[str, list[float]] = {name: [] for name in labellers}
+    results = {name: ClusterStatistics() for name in labellers}
+    adders = {name: histograms_of(name) for name in labellers}
+    for _ in range(3):
+        for e in events:
+            for name, labeller in labellers.items():
+                t0 = time.perf_counter()
                 labeller(e)
-            label_s[name] = min(label_s[name], (time.perf_counter() - t0) / len(events))
-            stats, add = ClusterStatistics(), histograms_of(name)
-            t0 = time.perf_counter()
-            for e in events:
-                add(stats, e)
-            full_s[name] = min(full_s[name], (time.perf_counter() - t0) / len(events))
-            results[name] = stats
+                label_t[name].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                adders[name](results[name], e)
+                full_t[name].append(time.perf_counter() - t0)
     assert all(stats == results[bgcache] for stats in results.values())
+    label_s = {name: statistics.median(t) for name, t in label_t.items()}
+    full_s = {name: statistics.median(t) for name, t in full_t.items()}
     print(f"\n## Clusters, one core: {n_events} synthetic events, {hits:,.0f} hits/event\n")
     print(
         "| method | labels, ms/event | clusters + histograms, ms/event | events/s | events/s / bgcache's |"

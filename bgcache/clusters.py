@@ -17,7 +17,7 @@ components of that graph of runs (about half as many nodes as pixels), from
 Measured on full-size events (docs/performance.md, clusters), with the same clusters: 2.2x
 the events/s of the numpy union-find over pixel links that this replaced (the gain is the
 runs': the same ``connected_components`` over the pixel links, a node per pixel, is no
-faster than that union-find) and 7x that of ``scipy.ndimage.label`` on the dense images.
+faster than that union-find) and 6x that of ``scipy.ndimage.label`` on the dense images.
 
 This needs scipy (``pip install 'bgcache[compare]'``), imported at the first event: only
 ``bgcache compare`` counts clusters, and it needs scipy for its tests anyway, so there is no
@@ -254,7 +254,10 @@ class ClusterStatistics:
         Raises:
             MissingDependencyError: scipy is not installed.
         """
-        found = find_clusters(event)
+        self.count(find_clusters(event))
+
+    def count(self, found: Clusters) -> None:
+        """Count one event's clusters (as :func:`find_clusters` finds them)."""
         batch = len(self._per_event) % BATCHES
         self._per_event.append(len(found))
         for name in self.HISTOGRAMS:

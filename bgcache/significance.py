@@ -127,8 +127,11 @@ def verdict(p_value: float | None) -> str:
         return "not tested"
     if p_value >= P_THRESHOLD:
         return "compatible"
-    sigma = significance(p_value)
-    return "differs at > 8 sigma" if sigma >= SIGMA_MAX else f"differs at {sigma:.1f} sigma"
+    return f"differs at {_sigma_text(significance(p_value))} sigma"
+
+
+def _sigma_text(sigma: float) -> str:
+    return f"> {SIGMA_MAX:g}" if sigma >= SIGMA_MAX else f"{sigma:.1f}"
 
 
 def outcome(
@@ -469,8 +472,8 @@ def overall_verdict(tests: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         return str(tested[key].get("label", key))
 
     if differing:
-        which = ", ".join(
-            f"{name(k)} at {'> 8' if t['sigma'] >= SIGMA_MAX else format(t['sigma'], '.1f')} sigma"
+        which = "; ".join(
+            f"{name(k)} at {_sigma_text(t['sigma'])} sigma"
             for k, t in tested.items()
             if not t["compatible"]
         )
