@@ -6,22 +6,27 @@ from each (``sample`` of them, all with 0): their :class:`~bgcache.stats.PoolSta
 with cluster histograms are gathered one event at a time, so memory does not grow with the
 pools (16 bytes per sampled event: its hit and cluster counts).
 
-The report (:func:`compare_statistics`) holds
+The report (:func:`compare_statistics`, every field listed there) holds
 
 * ``occupancy``: per sensor, per layer and overall, pool and reference with their standard
-  errors over events, and their ratio with its error;
+  errors over events, and their ratio with its error; each sensor's pull;
 * ``distributions``: hits per event, clusters per event, pixel charge, cluster size,
   cluster charge, cluster extent in u and in v: each side's mean with its standard error,
   the Kolmogorov-Smirnov and Wasserstein-1 distances (:mod:`bgcache.stats`; exact for the
   per-event counts, over integer bins for the others, whose last bin also counts what is
   above it), and both normalised histograms;
-* ``correlation``: the 40 x 40 correlation matrices of sensor occupancies over events, and
-  the largest and the mean ``|delta rho|`` off the diagonal, beside the mean that sampling
-  alone gives where both are 0 (``mean_abs_delta_from_sampling``: with a few hundred events
-  a ``|delta rho|`` of 0.1 is noise).
+* ``correlation``: the 40 x 40 correlation matrices of sensor occupancies over events, the
+  largest and the mean ``|delta rho|`` off the diagonal beside the mean that sampling alone
+  gives where both are 0, and each pair's Fisher-z pull;
+* ``tests``: one statistical test per quantity (:mod:`bgcache.significance`: its p-value
+  from scipy.stats, its significance and a verdict, "compatible" or "differs at N sigma"),
+  and ``verdict``: the global one over all of them.
 
 The standard errors of the per-pixel and per-cluster means treat pixels and clusters as
-independent; they are a lower bound (pixels of one event are correlated).
+independent; they are a lower bound (pixels of one event are correlated). The tests of the
+spectra do not: they measure that correlation over events.
+
+Needs scipy (``pip install 'bgcache[compare]'``) for the clusters and the tests.
 """
 
 from __future__ import annotations
@@ -33,6 +38,17 @@ import numpy as np
 
 from bgcache.errors import UsageError
 from bgcache.geometry import N_SENSORS, SENSORS
+from bgcache.significance import (
+    SIGMA_MAX,
+    correlation_test,
+    homogeneity_test,
+    ks_test,
+    overall_verdict,
+    require_scipy,
+    sensor_chi2_test,
+    significance,
+    z_test,
+)
 from bgcache.stats import (
     LAYER_SENSORS,
     PoolStatistics,
@@ -52,6 +68,15 @@ DISTRIBUTIONS: dict[str, tuple[str, str]] = {
     "cluster_charge": ("cluster charge", "ADU"),
     "cluster_extent_u": ("cluster u extent", "pixels"),
     "cluster_extent_v": ("cluster v extent", "pixels"),
+}
+#: The quantities tested, in the order of the report's table: name -> label.
+QUANTITIES: dict[str, str] = {
+    "occupancy": "occupancy, all sensors",
+    "occupancy_layer_1": "occupancy, layer 1",
+    "occupancy_layer_2": "occupancy, layer 2",
+    "occupancy_per_sensor": "occupancy per sensor",
+    **{name: label for name, (label, _) in DISTRIBUTIONS.items()},
+    "correlation": "occupancy correlation",
 }
 #: Bins of the per-event histograms in a report (for plots; the distances are exact).
 EVENT_BINS = 40
@@ -208,12 +233,87 @@ def _finite_lists(matrix: np.ndarray) -> list[list[float | None]]:
     return [[float(x) if np.isfinite(x) else None for x in row] for row in matrix]
 
 
+def _tests(
+    pool: PoolStatistics, reference: PoolStatistics, report: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """One test per quantity (:data:`QUANTITIES`); puts the pulls into ``report``."""
+    occ = report["occupancy"]
+    tests: dict[str, dict[str, Any]] = {}
+
+    def means(d: Mapping[str, Any]) -> dict[str, Any]:
+        return z_test(d["pool"], d["pool_error"], d["reference"], d["reference_error"])
+
+    tests["occupancy"] = means(occ["overall"])
+    for layer in occ["layers"]:
+        tests[f"occupancy_layer_{layer['layer']}"] = means(layer)
+    covariance = pool.occupancy_covariance() / max(pool.n_events, 1)
+    covariance += reference.occupancy_covariance() / max(reference.n_events, 1)
+    per_sensor = sensor_chi2_test(
+        pool.occupancy_per_sensor() - reference.occupancy_per_sensor(), covariance
+    )
+    for sensor, pull in zip(occ["sensors"], per_sensor.pop("pulls"), strict=True):
+        sensor["pull"] = pull
+    tests["occupancy_per_sensor"] = per_sensor
+    pc, rc = pool.clusters, reference.clusters
+    assert pc is not None and rc is not None
+    tests["hits_per_event"] = ks_test(pool.hits_per_event, reference.hits_per_event)
+    tests["clusters_per_event"] = ks_test(pc.clusters_per_event, rc.clusters_per_event)
+    tests["charge"] = homogeneity_test(pool.charge_batches, reference.charge_batches)
+    for name in ("size", "charge", "extent_u", "extent_v"):
+        tests[f"cluster_{name}"] = homogeneity_test(pc.batches[name], rc.batches[name])
+    correlation, pulls = correlation_test(
+        pool.correlation(), reference.correlation(), pool.n_events, reference.n_events
+    )
+    pair = correlation["max_abs_pull_pair"]
+    correlation["max_abs_pull_sensors"] = None if pair is None else [_name(i) for i in pair]
+    report["correlation"]["pull"] = _finite_lists(pulls)
+    tests["correlation"] = correlation
+    for name, test in tests.items():
+        test["label"] = QUANTITIES[name]
+    return {name: tests[name] for name in QUANTITIES}
+
+
 def compare_statistics(pool: PoolStatistics, reference: PoolStatistics) -> dict[str, Any]:
-    """The comparison report of two sets of statistics gathered with clusters (see the
-    module docstring; JSON-serialisable, no NaN).
+    """The comparison report of two sets of statistics gathered with clusters
+    (JSON-serialisable, no NaN or infinity).
+
+    The report's fields:
+
+    * ``n_events``: ``pool``, ``reference``: the events each set holds.
+    * ``occupancy``: ``overall``, ``layers`` (with ``layer``, ``first_sensor``,
+      ``last_sensor``) and ``sensors`` (40, with ``index``, ``layer``, ``ladder``,
+      ``sensor``, ``vxd_id`` and ``pull``, the sensor's difference over its error, None if
+      neither varies), each with ``pool``, ``pool_error``, ``reference``,
+      ``reference_error`` (mean fractions of fired pixels, standard errors over events),
+      ``ratio`` and ``ratio_error`` (None where the reference is 0).
+    * ``distributions``: per name of :data:`DISTRIBUTIONS`: ``label``, ``unit``,
+      ``pool_mean``, ``pool_mean_error``, ``reference_mean``, ``reference_mean_error``,
+      ``pool_entries``, ``reference_entries``, ``ks`` and ``wasserstein_1`` (distances;
+      None without entries), ``bin_edges``, ``pool_histogram``, ``reference_histogram``
+      (normalised) and ``overflow``.
+    * ``correlation``: ``pool``, ``reference`` (40 lists of 40; None where a sensor never
+      varies), ``pool_mean_off_diagonal``, ``reference_mean_off_diagonal``,
+      ``max_abs_delta``, ``max_abs_delta_sensors``, ``mean_abs_delta``,
+      ``mean_abs_delta_from_sampling`` and ``pull`` (40 lists of 40 Fisher-z pulls).
+    * ``tests``: per name of :data:`QUANTITIES`, in that order, one test's result
+      (:func:`bgcache.significance.outcome`: ``test``, ``label``, ``statistic``, ``ndf``,
+      ``p_value``, ``sigma``, ``compatible``, ``verdict`` and the test's details):
+      ``occupancy``, ``occupancy_layer_1``, ``occupancy_layer_2`` a z test of the means;
+      ``occupancy_per_sensor`` a chi2 of the 40 pulls, scaled for their correlation;
+      ``hits_per_event``, ``clusters_per_event`` a two-sample KS test; ``charge`` and the
+      four ``cluster_*`` spectra a chi2 test of homogeneity divided by its design effect;
+      ``correlation`` a chi2 of the pairs' Fisher-z pulls, with ``beyond_3_sigma`` and
+      ``expected_beyond_3_sigma``.
+    * ``verdict``: the global verdict (:func:`bgcache.significance.overall_verdict`):
+      ``compatible`` (True only if every tested quantity is), ``differing``,
+      ``p_value`` (Bonferroni over the quantities), ``sigma``, ``verdict`` (a sentence)...
+
+    A gate reads ``report["verdict"]["compatible"]``, or ``compatible`` of the tests it
+    cares about (e.g. ``report["tests"]["charge"]["compatible"]``).
 
     Raises:
         UsageError: statistics without clusters, or without events.
+        MissingDependencyError: scipy is not installed.
 
     Example:
         >>> from bgcache.models.synthetic import load_synthetic
@@ -223,6 +323,8 @@ def compare_statistics(pool: PoolStatistics, reference: PoolStatistics) -> dict[
         >>> r = compare_statistics(a, b)
         >>> 0.9 < r["occupancy"]["overall"]["ratio"] < 1.1, r["distributions"]["charge"]["ks"] < 0.01
         (True, True)
+        >>> r["tests"]["charge"]["test"], r["tests"]["charge"]["verdict"]
+        ('chi2_homogeneity', 'compatible')
     """
     if pool.clusters is None or reference.clusters is None:
         raise UsageError("compare needs statistics gathered with clusters=True")
@@ -240,12 +342,15 @@ def compare_statistics(pool: PoolStatistics, reference: PoolStatistics) -> dict[
     }
     for name, entry in distributions.items():
         entry["label"], entry["unit"] = DISTRIBUTIONS[name]
-    return {
+    report: dict[str, Any] = {
         "n_events": {"pool": pool.n_events, "reference": reference.n_events},
         "occupancy": _occupancy(pool, reference),
         "distributions": distributions,
         "correlation": _correlation(pool, reference),
     }
+    report["tests"] = _tests(pool, reference, report)
+    report["verdict"] = overall_verdict(report["tests"])
+    return report
 
 
 def _describe(pool: Pool, sampled: int) -> dict[str, Any]:
@@ -273,9 +378,11 @@ def compare_pools(
     Raises:
         UsageError: a pool without complete events, or a negative sample.
         PoolNotFoundError, NotAPoolError, PoolFormatError: as when opening a pool.
+        MissingDependencyError: scipy is not installed (before anything is read).
     """
     from bgcache.store.pool import open_pool
 
+    require_scipy()  # said now, not after the samples are read
     if sample is not None and (
         isinstance(sample, bool) or not isinstance(sample, int) or sample < 0
     ):
@@ -293,21 +400,73 @@ def compare_pools(
 
 
 #: Columns of :func:`format_report_table`.
-REPORT_COLUMNS = ("quantity", "pool", "reference", "pool / reference", "KS", "W1")
+REPORT_COLUMNS = (
+    "quantity",
+    "pool",
+    "reference",
+    "pool / reference",
+    "KS",
+    "W1",
+    "test",
+    "p-value",
+    "verdict",
+)
 
 
 def _pm(value: float, error: float, digits: int) -> str:
     return f"{value:.{digits}f} ± {error:.{digits}f}"
 
 
+def format_p_value(p: float | None) -> str:
+    """A p-value for a table: three decimals, else two significant digits, ``< 1e-15``
+    beyond :data:`~bgcache.significance.SIGMA_MAX`.
+
+    Example:
+        >>> format_p_value(0.2345), format_p_value(2.3e-7), format_p_value(0.0), format_p_value(None)
+        ('0.234', '2.3e-07', '< 1e-15', '')
+    """
+    if p is None:
+        return ""
+    if p >= 1e-3:
+        return f"{p:.3f}"
+    return "< 1e-15" if significance(p) >= SIGMA_MAX else f"{p:.1e}"
+
+
+def format_test(test: Mapping[str, Any]) -> tuple[str, str, str]:
+    """A test's statistic, p-value and verdict as table cells.
+
+    Example:
+        >>> from bgcache.significance import z_test
+        >>> format_test(z_test(1.05, 0.01, 1.0, 0.01))
+        ('z = +3.54', '4.1e-04', 'differs at 3.5 sigma')
+    """
+    stat, ndf, kind = test["statistic"], test["ndf"], test["test"]
+    if stat is None:
+        cell = ""
+    elif kind == "z":
+        cell = f"z = {stat:+.2f}"
+    elif kind == "ks_2samp":
+        cell = f"KS, {test['method']}"
+    else:
+        cell = f"chi2/ndf = {_number(stat)}/{_number(ndf)}"
+    return cell, format_p_value(test["p_value"]), test["verdict"]
+
+
+def _number(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+
+
 def format_report_table(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
     """The summary rows of a report as text (:data:`REPORT_COLUMNS`): means with their
-    standard errors, ratios with theirs, distances."""
+    standard errors, ratios with theirs, distances, and each quantity's test, p-value and
+    verdict; the last row is the global verdict."""
     rows: list[tuple[str, ...]] = []
-    occ = report["occupancy"]
-    for name, d in [("all sensors", occ["overall"])] + [
-        (f"layer {d['layer']}", d) for d in occ["layers"]
-    ]:
+    occ, tests = report["occupancy"], report["tests"]
+    parts = [("all sensors", occ["overall"], tests["occupancy"])]
+    parts += [
+        (f"layer {d['layer']}", d, tests[f"occupancy_layer_{d['layer']}"]) for d in occ["layers"]
+    ]
+    for name, d, test in parts:
         ratio = "" if d["ratio"] is None else _pm(d["ratio"], d["ratio_error"], 3)
         rows.append(
             (
@@ -317,9 +476,18 @@ def format_report_table(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
                 ratio,
                 "",
                 "",
+                *format_test(test),
             )
         )
-    for d in report["distributions"].values():
+    per_sensor = tests["occupancy_per_sensor"]
+    rows.append(
+        (
+            f"occupancy, per sensor ({per_sensor['sensors']})",
+            *("",) * 5,
+            *format_test(per_sensor),
+        )
+    )
+    for name, d in report["distributions"].items():
         digits = 1 if d["pool_mean"] >= 100 else 3
         mean_ratio, mean_error = ratio_with_error(
             d["pool_mean"], d["pool_mean_error"], d["reference_mean"], d["reference_mean_error"]
@@ -332,6 +500,7 @@ def format_report_table(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
                 "" if mean_ratio is None or mean_error is None else _pm(mean_ratio, mean_error, 3),
                 "" if d["ks"] is None else f"{d['ks']:.4f}",
                 "" if d["wasserstein_1"] is None else f"{d['wasserstein_1']:.4g}",
+                *format_test(tests[name]),
             )
         )
     c = report["correlation"]
@@ -344,22 +513,13 @@ def format_report_table(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
             "correlation: mean rho off the diagonal",
             rho(c["pool_mean_off_diagonal"]),
             rho(c["reference_mean_off_diagonal"]),
-            "",
-            "",
-            "",
         )
+        + ("",) * 6
     )
     if c["max_abs_delta"] is not None:
         a, b = c["max_abs_delta_sensors"]
         rows.append(
-            (
-                f"correlation: max |delta rho| ({a} x {b})",
-                f"{c['max_abs_delta']:.3f}",
-                "",
-                "",
-                "",
-                "",
-            )
+            (f"correlation: max |delta rho| ({a} x {b})", f"{c['max_abs_delta']:.3f}") + ("",) * 7
         )
         noise = c["mean_abs_delta_from_sampling"]
         rows.append(
@@ -367,22 +527,44 @@ def format_report_table(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
                 "correlation: mean |delta rho|",
                 f"{c['mean_abs_delta']:.3f}",
                 "" if noise is None else f"{noise:.3f} (sampling alone)",
-                "",
-                "",
-                "",
             )
+            + ("",) * 6
         )
+    t = tests["correlation"]
+    rows.append(
+        (
+            f"correlation: Fisher-z pulls ({t['pairs']} pairs)",
+            f"{t['beyond_3_sigma']} beyond 3 sigma",
+            f"{t['expected_beyond_3_sigma']:.1f} by chance",
+            "",
+            "",
+            "",
+            *format_test(t),
+        )
+    )
+    v = report["verdict"]
+    overall = "not tested" if v["compatible"] is None else "compatible"
+    if v["differing"]:
+        overall = f"differs ({len(v['differing'])} of {v['quantities']})"
+    rows.append(
+        (f"all {v['quantities']} quantities (Bonferroni)",)
+        + ("",) * 6
+        + (format_p_value(v["p_value"]), overall)
+    )
     return rows
 
 
 __all__ = [
     "DEFAULT_SAMPLE",
     "DISTRIBUTIONS",
+    "QUANTITIES",
     "REPORT_COLUMNS",
     "aligned",
     "compare_pools",
     "compare_statistics",
+    "format_p_value",
     "format_report_table",
+    "format_test",
     "gather",
 ]
 

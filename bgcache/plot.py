@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -155,12 +156,14 @@ def _save(fig: Any, out: Path, dpi: int) -> None:
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> Path:
-    """Check a plot's output path before any work: its suffix, that it can be a file, and
+    """Check a plot's output path before any work: its suffix, that it can be a file, that
+    a file can be made in its directory (an empty probe file, removed at once: a read-only
+    or virtual file system such as /proc is told now, not after minutes of sampling), and
     that matplotlib can be imported.
 
     Raises:
         UsageError: the suffix is not .png, .pdf or .svg; the path is a directory; its
-            directory does not exist or is a file.
+            directory does not exist, is a file, or takes no new file.
         MissingDependencyError: matplotlib is not installed.
 
     Example:
@@ -182,6 +185,15 @@ def check_plot_path(path: str | os.PathLike[str]) -> Path:
         raise UsageError(f"{where}: directory {str(parent)!r} does not exist; create it first")
     if not parent.is_dir():
         raise UsageError(f"{where}: {str(parent)!r} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{out.name}.", suffix=".probe")
+    except OSError as exc:
+        raise UsageError(
+            f"{where}: no file can be made in {str(parent)!r} ({exc.strerror or exc}); "
+            "give a path in a writable directory"
+        ) from None
+    os.close(fd)
+    Path(probe).unlink()
     _matplotlib()  # a missing matplotlib is said now, not after the sample is read
     return out
 
@@ -329,7 +341,7 @@ def _draw_hitmap(
     colourbar.set_label("charge [ADU] (log scale)")
 
 
-__all__ = ["HITMAP_POOLING", "PLOT_SUFFIXES", "plot_pool"]
+__all__ = ["HITMAP_POOLING", "PLOT_SUFFIXES", "comparison_figure", "plot_comparison", "plot_pool"]
 
 
 #: Panels of :func:`plot_comparison` after the occupancy: (distribution, log scale).
@@ -349,12 +361,14 @@ def plot_comparison(
 ) -> Path:
     """One figure of a :func:`bgcache.compare.compare_pools` report, pool against reference.
 
-    Panels: (a) occupancy per sensor with error bars, and the ratio below it; (b)-(h) hits
-    and clusters per event, pixel charge, cluster size, charge and extent in u and v (step
-    histograms, normalised; log scale where counts span decades; the last bin of a
-    cluster panel also counts what is above it), each with its KS and W1 distance; (i)
-    the correlation of sensor occupancies (pool above the diagonal, reference below) and
-    (j) ``|delta rho|``.
+    Under the title, the global verdict (green: compatible, red: differs). Panels: (a)
+    occupancy per sensor with error bars, and the ratio below it; (b)-(h) hits and clusters
+    per event, pixel charge, cluster size, charge and extent in u and v (step histograms,
+    normalised; log scale where counts span decades; the last bin of a cluster panel also
+    counts what is above it), each with its KS and W1 distance; (i) the correlation of
+    sensor occupancies (pool above the diagonal, reference below) and (j) the Fisher-z pull
+    of each pair. Each panel's title ends in its quantity's verdict, and its test and
+    p-value stand beside the data.
 
     Returns:
         The path written.
@@ -364,8 +378,18 @@ def plot_comparison(
             file cannot be written.
     """
     out = check_plot_path(path)
+    _save(comparison_figure(report, dpi=dpi), out, dpi)
+    return out
+
+
+def comparison_figure(report: Mapping[str, Any], *, dpi: int = 110) -> Any:
+    """The figure :func:`plot_comparison` writes (a matplotlib ``Figure`` on an Agg canvas).
+
+    Raises:
+        MissingDependencyError: no matplotlib.
+    """
     mpl = _matplotlib()
-    fig = mpl["Figure"](figsize=(18.0, 16.0), dpi=dpi)
+    fig = mpl["Figure"](figsize=(18.0, 16.5), dpi=dpi)
     mpl["FigureCanvasAgg"](fig)
     pool, ref = report["pool"], report["reference"]
 
@@ -378,10 +402,15 @@ def plot_comparison(
         f"{pool['sampled']:,} and {ref['sampled']:,} events",
         fontsize=15,
         fontweight="bold",
-        y=0.985,
+        y=0.988,
     )
+    verdict = report["verdict"]
+    sentence = "\n".join(textwrap.wrap(f"verdict: {verdict['verdict']}", 160))
+    fig.text(0.5, 0.961, sentence, ha="center", va="center",
+             fontsize=11.5, color=_verdict_colour(verdict["compatible"]),
+             bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "0.7"})  # fmt: skip
     grid = fig.add_gridspec(
-        4, 3, left=0.05, right=0.97, top=0.94, bottom=0.04, hspace=0.42, wspace=0.25
+        4, 3, left=0.05, right=0.96, top=0.92, bottom=0.065, hspace=0.48, wspace=0.27
     )
     occupancy = grid[0, :].subgridspec(2, 1, height_ratios=(3, 1), hspace=0.05)
     _draw_occupancy_pair(
@@ -393,16 +422,43 @@ def plot_comparison(
     )
     cells = [grid[r, c] for r in (1, 2) for c in range(3)] + [grid[3, 0]]
     for n, ((name, log), cell) in enumerate(zip(_COMPARED, cells, strict=True)):
-        _draw_distribution(fig.add_subplot(cell), report["distributions"][name], log, "bcdefgh"[n])
-    _draw_correlation(fig, grid[3, 1], grid[3, 2], report["correlation"], mpl)
-    _save(fig, out, dpi)
-    return out
+        _draw_distribution(
+            fig.add_subplot(cell),
+            report["distributions"][name],
+            report["tests"][name],
+            log,
+            "bcdefgh"[n],
+        )
+    _draw_correlation(fig, grid[3, 1], grid[3, 2], report, mpl)
+    return fig
+
+
+def _verdict_colour(compatible: bool | None) -> str:
+    return "0.3" if compatible is None else ("#1a7f37" if compatible else "#b00020")
+
+
+def _test_line(test: Mapping[str, Any]) -> str:
+    """A test's statistic and p-value in one line, for a panel."""
+    from bgcache.compare import format_test
+
+    statistic, p_value, _ = format_test(test)
+    if not p_value:
+        return f"not tested: {test.get('reason', '')}"
+    return f"{statistic}, p = {p_value}"
+
+
+def _title(ax: Any, text: str, test: Mapping[str, Any], size: float = 12) -> None:
+    """A panel's title: what it shows, then its verdict in the verdict's colour."""
+    ax.set_title(text, loc="left", fontsize=size)
+    ax.set_title(test["verdict"], loc="right", fontsize=size - 1,
+                 color=_verdict_colour(test["compatible"]), fontweight="bold")  # fmt: skip
 
 
 def _draw_occupancy_pair(
     ax: Any, ratio_ax: Any, report: Mapping[str, Any], pool_label: str, ref_label: str
 ) -> None:
     sensors = report["occupancy"]["sensors"]
+    tests = report["tests"]
     x = np.arange(N_SENSORS)
 
     def get(key: str) -> np.ndarray:
@@ -421,16 +477,22 @@ def _draw_occupancy_pair(
     ax.set_ylim(0, None)
     ax.set_ylabel("occupancy [%]")
     ax.tick_params(labelbottom=False)
-    ax.set_title(
-        "(a) occupancy per sensor (mean over events ± standard error)", loc="left", fontsize=12
+    per_sensor, overall = tests["occupancy_per_sensor"], tests["occupancy"]
+    _title(
+        ax,
+        "(a) occupancy per sensor (mean over events ± standard error); per sensor: "
+        f"{_test_line(per_sensor)}; all sensors: {_test_line(overall)}, {overall['verdict']}",
+        per_sensor,
     )
     for layer in report["occupancy"]["layers"]:
         centre = (layer["first_sensor"] + layer["last_sensor"]) / 2
         r = layer["ratio"]
+        test = tests[f"occupancy_layer_{layer['layer']}"]
         text = f"layer {layer['layer']}: pool / reference = " + (
             "-" if r is None else f"{r:.3f} ± {layer['ratio_error']:.3f}"
         )
-        ax.text(centre, 0.04, text, transform=ax.get_xaxis_transform(), ha="center", fontsize=10)
+        ax.text(centre, 0.04, f"{text}; {test['verdict']}", transform=ax.get_xaxis_transform(),
+                ha="center", fontsize=10, color=_verdict_colour(test["compatible"]))  # fmt: skip
     ax.legend(loc="upper right", fontsize=9.5)
     ratio_ax.errorbar(x, get("ratio"), yerr=get("ratio_error"), fmt="o", ms=3, color="k", capsize=2)
     ratio_ax.axhline(1.0, color=_REF_COLOUR, lw=1)
@@ -438,7 +500,9 @@ def _draw_occupancy_pair(
     ratio_ax.set_xlabel("sensor index (layer 1: 0-15, layer 2: 16-39)")
 
 
-def _draw_distribution(ax: Any, d: Mapping[str, Any], log: bool, letter: str) -> None:
+def _draw_distribution(
+    ax: Any, d: Mapping[str, Any], test: Mapping[str, Any], log: bool, letter: str
+) -> None:
     edges = np.asarray(d["bin_edges"], dtype=np.float64)
     pool = np.asarray(d["pool_histogram"], dtype=np.float64)
     ref = np.asarray(d["reference_histogram"], dtype=np.float64)
@@ -448,21 +512,25 @@ def _draw_distribution(ax: Any, d: Mapping[str, Any], log: bool, letter: str) ->
         edges, pool, ref = edges[:stop], pool[: stop - 1], ref[: stop - 1]
         pool = np.where(pool > 0, pool, np.nan)
         ref = np.where(ref > 0, ref, np.nan)
+    ax.stairs(ref, edges, color=_REF_COLOUR, lw=1.8,
+              label=f"reference (mean {_number(d['reference_mean'])})")  # fmt: skip
     ax.stairs(
-        ref, edges, color=_REF_COLOUR, lw=1.8, label=f"reference (mean {d['reference_mean']:.4g})"
+        pool, edges, color=_POOL_COLOUR, lw=1.2, label=f"pool (mean {_number(d['pool_mean'])})"
     )
-    ax.stairs(pool, edges, color=_POOL_COLOUR, lw=1.2, label=f"pool (mean {d['pool_mean']:.4g})")
     if log:
         ax.set_yscale("log")
     ax.set_xlabel(
         f"{d['label']} [{d['unit']}]" + (" (last bin: overflow)" if d["overflow"] else "")
     )
     ax.set_ylabel("fraction per bin")
-    ax.set_title(f"({letter}) {d['label']}", loc="left", fontsize=12)
+    _title(ax, f"({letter}) {d['label']}", test)
     ax.grid(alpha=0.3)
     ks, w1 = d["ks"], d["wasserstein_1"]
     text = "no entries" if ks is None else f"KS = {ks:.4f}\nW1 = {_number(w1)} {d['unit']}"
-    ax.text(0.97, 0.62, text, transform=ax.transAxes, ha="right", va="top", fontsize=9.5,
+    text += f"\n{_test_line(test)}"
+    if test.get("design_effect_measured"):
+        text += f"\ndesign effect {test['design_effect']:.2f}"
+    ax.text(0.97, 0.62, text, transform=ax.transAxes, ha="right", va="top", fontsize=9,
             bbox={"facecolor": "white", "edgecolor": "0.7", "alpha": 0.9})  # fmt: skip
     ax.legend(loc="upper right", fontsize=9)
 
@@ -472,9 +540,15 @@ def _number(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
 
 
+#: Colour range of the pull panel, in sigma.
+_PULL_RANGE = 5.0
+
+
 def _draw_correlation(
-    fig: Any, left: Any, right: Any, c: Mapping[str, Any], mpl: dict[str, Any]
+    fig: Any, left: Any, right: Any, report: Mapping[str, Any], mpl: dict[str, Any]
 ) -> None:
+    c, test = report["correlation"], report["tests"]["correlation"]
+
     def matrix(key: str) -> np.ndarray:
         return np.array(
             [[np.nan if x is None else x for x in row] for row in c[key]], dtype=np.float64
@@ -484,20 +558,28 @@ def _draw_correlation(
     both = np.where(np.triu(np.ones_like(pool, dtype=bool), 1), pool, ref)
     np.fill_diagonal(both, np.nan)
     ax = fig.add_subplot(left)
-    image = ax.imshow(both, cmap="RdBu_r", vmin=-1, vmax=1, origin="lower")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="rho")
-    ax.set_title("(i) occupancy correlation: pool above, reference below", loc="left", fontsize=11)
-    delta = np.abs(pool - ref)
-    np.fill_diagonal(delta, np.nan)
+    # aspect "auto": the matrices fill their cells, so that the titles have the cells' width
+    image = ax.imshow(both, cmap="RdBu_r", vmin=-1, vmax=1, origin="lower", aspect="auto")
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03, label="rho")
+    ax.set_title("(i) occupancy correlation: pool above, reference below", loc="left",
+                 fontsize=11)  # fmt: skip
+    pulls = matrix("pull")
     ax2 = fig.add_subplot(right)
-    image2 = ax2.imshow(delta, cmap="viridis", vmin=0, origin="lower")
-    fig.colorbar(image2, ax=ax2, fraction=0.046, pad=0.03, label="|delta rho|")
-    top = c["max_abs_delta"]
-    where = "" if top is None else f": max {top:.3f} ({' x '.join(c['max_abs_delta_sensors'])})"
-    noise = c["mean_abs_delta_from_sampling"]
-    if noise is not None:
-        where += f", mean {c['mean_abs_delta']:.3f} (sampling alone: {noise:.3f})"
-    ax2.set_title(f"(j) |delta rho|{where}", loc="left", fontsize=11)
+    image2 = ax2.imshow(pulls, cmap="PuOr_r", vmin=-_PULL_RANGE, vmax=_PULL_RANGE,
+                        origin="lower", aspect="auto")  # fmt: skip
+    fig.colorbar(image2, ax=ax2, fraction=0.05, pad=0.03, extend="both",
+                 label="pull: (z_pool - z_ref) / sigma")  # fmt: skip
+    _title(ax2, "(j) correlation pulls, z = atanh(rho)", test, size=11)
+    ax2.text(
+        0.0,
+        -0.17,
+        f"{test['beyond_3_sigma']} of {test['pairs']} pairs beyond 3 sigma "
+        f"({test['expected_beyond_3_sigma']:.1f} by chance)\n{_test_line(test)}",
+        transform=ax2.transAxes,
+        ha="left",
+        va="top",
+        fontsize=9.5,
+    )
     for a in (ax, ax2):
         a.axvline(LAYER_SENSORS[2].start - 0.5, color="0.3", lw=0.8)
         a.axhline(LAYER_SENSORS[2].start - 0.5, color="0.3", lw=0.8)

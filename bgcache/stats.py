@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bgcache.clusters import ClusterStatistics
+from bgcache.clusters import BATCHES, ClusterStatistics
 from bgcache.errors import EventError, UsageError
 from bgcache.geometry import N_SENSORS, PIXELS_PER_SENSOR, SENSORS
 from bgcache.hits import SparseEvent
@@ -44,6 +44,10 @@ class PoolStatistics:
         charge_sum_per_sensor: charge (ADU) summed over fired pixels per sensor (int64, 40).
         charge_histogram: fired pixels per charge, index = ADU 0..255 (int64, 256);
             bin 255 also counts charges above 255.
+        charge_batches: the charge histogram in :data:`~bgcache.clusters.BATCHES` groups
+            of events (event i in group i % BATCHES; int64, BATCHES x 256): its spread over
+            events, which the tests of :mod:`bgcache.significance` need (pixels of one event
+            are not independent, events are).
         hits_sq_per_sensor: the square of each event's hits per sensor, summed (int64, 40).
         hits_cross: each event's hits per sensor times hits per sensor, summed (int64,
             40 x 40): with the sums, the covariance of sensor occupancies over events.
@@ -64,6 +68,7 @@ class PoolStatistics:
         self.hits_per_sensor = np.zeros(N_SENSORS, dtype=np.int64)
         self.charge_sum_per_sensor = np.zeros(N_SENSORS, dtype=np.int64)
         self.charge_histogram = np.zeros(N_CHARGE_BINS, dtype=np.int64)
+        self.charge_batches = np.zeros((BATCHES, N_CHARGE_BINS), dtype=np.int64)
         self.hits_sq_per_sensor = np.zeros(N_SENSORS, dtype=np.int64)
         self.hits_cross = np.zeros((N_SENSORS, N_SENSORS), dtype=np.int64)
         self.clusters = ClusterStatistics() if clusters else None
@@ -74,6 +79,7 @@ class PoolStatistics:
 
         Raises:
             EventError: if a sensor index is outside 0..39.
+            MissingDependencyError: counting clusters without scipy.
         """
         sensor = event.sensor
         per_sensor = np.bincount(sensor, minlength=N_SENSORS)
@@ -84,14 +90,17 @@ class PoolStatistics:
         charge = event.charge
         charge_sum = np.bincount(sensor, weights=charge, minlength=N_SENSORS)
         capped = np.minimum(charge, N_CHARGE_BINS - 1) if charge.dtype != np.uint8 else charge
+        if self.clusters is not None:  # first: without scipy, nothing is counted
+            self.clusters.add(event)
+        batch = self.n_events % BATCHES
         self._hits_per_event.append(event.n_hits)
         self.hits_per_sensor += per_sensor
         self.hits_sq_per_sensor += per_sensor * per_sensor
         self.hits_cross += np.outer(per_sensor, per_sensor)
-        if self.clusters is not None:
-            self.clusters.add(event)
         self.charge_sum_per_sensor += np.rint(charge_sum).astype(np.int64)
-        self.charge_histogram += np.bincount(capped, minlength=N_CHARGE_BINS)
+        charges = np.bincount(capped, minlength=N_CHARGE_BINS)
+        self.charge_histogram += charges
+        self.charge_batches[batch] += charges
 
     def add_events(self, events: Iterable[SparseEvent]) -> PoolStatistics:
         """Add several events; returns ``self`` so that calls chain.
@@ -118,9 +127,13 @@ class PoolStatistics:
             raise TypeError(f"can only merge PoolStatistics, got {type(other).__name__}")
         if (self.clusters is None) != (other.clusters is None):
             raise TypeError("can only merge statistics that both count clusters or both do not")
+        shift = self.n_events  # other's event j is event shift + j here: its group moves
         self._hits_per_event.extend(other._hits_per_event)
         for name in _SUMS:
-            getattr(self, name)[...] += getattr(other, name)
+            counts = getattr(other, name)
+            if name == "charge_batches":
+                counts = np.roll(counts, shift, axis=0)
+            getattr(self, name)[...] += counts
         if self.clusters is not None and other.clusters is not None:
             self.clusters.merge(other.clusters)
         return self
@@ -236,8 +249,9 @@ class PoolStatistics:
         """The statistics as JSON-serialisable plain Python types.
 
         Args:
-            include_hits_per_event: also list every event's hit count (needed by
-                :meth:`from_dict`; one int per event).
+            include_hits_per_event: also list every event's hit count and the charge
+                histogram's groups of events (needed by :meth:`from_dict`; one int per
+                event, 8,192 for the groups).
 
         Example:
             >>> d = PoolStatistics().to_dict()
@@ -262,6 +276,7 @@ class PoolStatistics:
             out["clusters"] = self.clusters.to_dict()
         if include_hits_per_event:
             out["hits_per_event_list"] = self.hits_per_event.tolist()
+            out["charge_batches"] = self.charge_batches.tolist()
         return out
 
     @classmethod
@@ -320,6 +335,7 @@ _SUMS = (
     "charge_histogram",
     "hits_sq_per_sensor",
     "hits_cross",
+    "charge_batches",
 )
 
 

@@ -79,6 +79,30 @@ def test_import_does_not_import_torch() -> None:
     print(result.stdout.strip())  # the measured import time, reported not asserted
 
 
+def test_reading_pools_does_not_import_scipy(tmp_path: Path) -> None:
+    """scipy (the compare extra) is for compare's clusters and tests: building, reading,
+    overlaying and summarising a pool need numpy only."""
+    code = (
+        "import sys\n"
+        "import bgcache, bgcache.compare, bgcache.clusters, bgcache.significance, bgcache.plot\n"
+        "from bgcache.stats import PoolStatistics, compare_with_reference\n"
+        f"bgcache.build_pool({str(tmp_path / 'pool')!r}, model='synthetic', events=4)\n"
+        f"pool = bgcache.open_pool({str(tmp_path / 'pool')!r})\n"
+        "stats = PoolStatistics().add_events(e for _, e in pool.sample(None))\n"
+        "compare_with_reference(stats)\n"
+        f"with bgcache.PoolOverlay({str(tmp_path / 'pool')!r}, on_exhausted='reuse') as o:\n"
+        "    o.next_event()\n"
+        "assert 'scipy' not in sys.modules, sorted(m for m in sys.modules if 'scipy' in m)\n"
+    )
+    root = str(Path(bgcache.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def _error_classes() -> list[type[BaseException]]:
     return [
         obj

@@ -434,6 +434,8 @@ case(CO, "--sample", "compare {pool} {pool} --sample -1", 2, "'--sample'", id="n
 case(CO, "--sample", "compare {pool} {pool} --sample many", 2, "integer", id="not-int")
 case(CO, "--plot", "compare {pool} {pool} --plot {tmp}/c.jpg", 2, "must end in .png", id="suffix")
 case(CO, "--plot", "compare {pool} {pool} --plot {tmp}/no/c.png", 2, "does not exist", id="no-dir")
+case(CO, "--plot", "compare {pool} {pool} --plot /proc/c.png", 2, "no file can be made in '/proc'",
+     id="no-file")  # fmt: skip
 case(CO, "--json", "compare {pool} {pool} --json=1", 2, "does not take a value", id="value")
 case(CO, "--quiet", "compare {pool} {pool} --quiet=1", 2, "does not take a value", id="value")
 

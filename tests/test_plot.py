@@ -13,7 +13,7 @@ pytest.importorskip("matplotlib")
 
 import bgcache
 from bgcache.errors import BgcacheError, MissingDependencyError, UsageError
-from bgcache.hits import SparseEvent
+from bgcache.hits import SparseEvent, sorted_event
 from bgcache.models.synthetic import NOTE
 from bgcache.plot import plot_pool
 from bgcache.stats import PoolStatistics
@@ -146,3 +146,44 @@ def test_inspect_plot_without_matplotlib_fails_before_reading(
     assert result.exit_code == 1, result.stderr
     assert "pip install 'bgcache[plot]'" in result.stderr
     assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("shift", [pytest.param(0, id="compatible"), pytest.param(9, id="differs")])
+def test_every_text_of_the_comparison_figure_lies_inside_it(shift: int) -> None:
+    """Panel (j)'s title ran past the figure's edge once; now nothing may, verdicts included."""
+    from matplotlib.text import Text
+
+    from bgcache.compare import compare_statistics
+    from bgcache.plot import comparison_figure
+
+    gen = bgcache.load_model("synthetic")
+    a = PoolStatistics(clusters=True).add_events(gen.events([(1, i) for i in range(6)]))
+    events = gen.events([(2, i) for i in range(6)])
+    if shift:  # other hits: every quantity's verdict text at its longest
+        events = [sorted_event(e.sensor, e.u, (e.v + shift) % 768, e.charge // 2 + 1)
+                  for e in events]  # fmt: skip
+    b = PoolStatistics(clusters=True).add_events(events)
+    report = compare_statistics(a, b)
+    side = {"url": "/data/pools/a-pool-with-a-long-name", "model": "synthetic", "sampled": 6}
+    report |= {"pool": side, "reference": side | {"imported": True}}
+    fig = comparison_figure(report, dpi=40)
+    fig.canvas.draw()  # lays the labels out
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    ticks = {  # matplotlib's own, and not drawn where outside the axes' limits
+        id(t)
+        for ax in fig.axes
+        for t in [*ax.xaxis.get_ticklabels(which="both"), *ax.yaxis.get_ticklabels(which="both")]
+    }
+    texts = [
+        t
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and id(t) not in ticks
+    ]
+    assert len(texts) > 50  # titles, verdicts, legends, boxes, axis labels
+    for t in texts:
+        extent = t.get_window_extent(renderer)
+        assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1, t.get_text()
+        assert box.y0 - 1 <= extent.y0 and extent.y1 <= box.y1 + 1, t.get_text()
+    if shift:
+        assert report["verdict"]["compatible"] is False

@@ -44,14 +44,17 @@ def compare(
         bool, typer.Option("--quiet", "-q", help="No progress bar on stderr.")
     ] = False,
 ) -> None:
-    """Compare a pool with a reference pool, with statistical errors.
+    """Compare a pool with a reference pool, with statistical errors and verdicts.
 
     Per-sensor occupancy (ratio with errors), hits per event, the charge
     spectrum, 8-connected clusters (size, charge, extent in u and v,
     clusters per event) and the 40 x 40 correlation of sensor occupancies
     over events, each with its Kolmogorov-Smirnov and Wasserstein-1
-    distance (max |delta rho| for the correlations). Events are sampled
-    evenly from each pool (--sample), read one at a time.
+    distance (max |delta rho| for the correlations), a statistical test
+    (p-value, from scipy) and a verdict: "compatible", or "differs at N
+    sigma" below p = 0.001; then one verdict over all quantities. Events
+    are sampled evenly from each pool (--sample), read one at a time.
+    Needs scipy: pip install 'bgcache[compare]'.
 
     [bold]Examples[/bold]
 
@@ -61,6 +64,7 @@ def compare(
     """
     from bgcache.cli._output import event_progress, print_json
     from bgcache.compare import compare_pools
+    from bgcache.significance import require_scipy
     from bgcache.store.pool import open_pool
 
     if plot is not None:  # a bad --plot fails now, not after reading the samples
@@ -68,9 +72,10 @@ def compare(
         from bgcache.plot import check_plot_path
 
         try:
-            check_plot_path(plot)  # also: matplotlib can be imported
+            check_plot_path(plot)  # also: the file can be made, matplotlib imported
         except UsageError as exc:
             raise UsageError(f"--plot: {exc}") from None
+    require_scipy()
     pools = [open_pool(pool), open_pool(reference)]
     total = sum(len(p) if sample == 0 else min(sample, len(p)) for p in pools)
     progress = event_progress(quiet=quiet)
@@ -115,6 +120,9 @@ def _print_report(report: dict[str, Any]) -> None:
     out.print(f"[bold]{escape(lines[0])}[/bold]")
     for line in lines[1:]:
         out.print(escape(line))
+    verdict = report["verdict"]
+    style = "green" if verdict["compatible"] else "bold red"
+    out.print(f"[bold]verdict[/bold]    [{style}]{escape(verdict['verdict'])}[/{style}]")
     out.print()
     rows = []
     for s in report["occupancy"]["sensors"]:
@@ -126,10 +134,12 @@ def _print_report(report: dict[str, Any]) -> None:
                 f"{100 * s['pool']:.4f} ± {100 * s['pool_error']:.4f}",
                 f"{100 * s['reference']:.4f} ± {100 * s['reference_error']:.4f}",
                 ratio,
+                "" if s["pull"] is None else f"{s['pull']:+.2f}",
             )
         )
     lines = aligned(
-        rows, ("sensor", "vxd id", "occupancy [%]", "reference [%]", "pool / reference")
+        rows,
+        ("sensor", "vxd id", "occupancy [%]", "reference [%]", "pool / reference", "pull [sigma]"),
     )
     out.print(f"[bold]{escape(lines[0])}[/bold]")
     for line in lines[1:]:
