@@ -57,6 +57,7 @@ from bgcache.hits import SparseEvent
 from bgcache.models import file_sha256, get_spec
 from bgcache.seeding import EventKey, validate_seed
 from bgcache.store.catalog import BlockInfo
+from bgcache.store.columns import AnyEvent as Event
 from bgcache.store.columns import PackedEvent, unpack_block
 from bgcache.store.pool import Pool, open_pool
 
@@ -115,8 +116,6 @@ class OverlayStats:
 
 
 _END = object()
-#: An event as the overlay holds it: hit columns, or a window's decoded buffers (``packed``).
-Event = SparseEvent | PackedEvent
 
 
 class _Source:

@@ -55,6 +55,7 @@ import numpy as np
 from bgcache.errors import EventError, UsageError
 from bgcache.geometry import N_SENSORS, N_U, N_V, PIXELS_PER_SENSOR, SENSORS, VXD_IDS
 from bgcache.hits import SparseEvent
+from bgcache.store.columns import AnyEvent as Event
 from bgcache.store.columns import PackedEvent
 
 #: Fill paths a module can be asked for (``fill=...``); "auto" takes the fastest that is
@@ -270,8 +271,6 @@ namespace bgcache_basf2 {
 """
 
 Columns = dict[str, np.ndarray]
-#: An event as the fillers take it: a reader's buffers, or hit columns (e.g. generated).
-Event = PackedEvent | SparseEvent
 #: ``fill(store_array, event)``: replaces the array's content with the event's digits.
 FillFunction = Callable[[Any, Event], None]
 #: ``verify(store_array, event)``: None if the array holds the event, else what differs.

@@ -474,10 +474,9 @@ class _OverlayCore:
         if self.filler.verify is None:
             return
         problem = self.filler.verify(self._array, event)
-        if problem is None or self.filler.fallback is None:
-            if problem is not None:
-                raise UsageError(f"{MODULE_NAME}: the {self.filler.path} fill is wrong: {problem}")
+        if problem is None:
             return
+        assert self.filler.fallback is not None  # every filler that verifies has one
         fallback = self.filler.fallback()
         self.basf2.B2WARNING(
             f"{MODULE_NAME}: the first event filled by {self.filler.path} does not read back "

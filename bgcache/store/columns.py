@@ -64,6 +64,10 @@ class PackedEvent:
         return cls(block.index_delta, block.charge)
 
 
+#: An event as hit columns, or as its slices of the block columns.
+AnyEvent = SparseEvent | PackedEvent
+
+
 @dataclass(frozen=True)
 class PackedBlock:
     """The columns of a block of events (see the module docstring)."""

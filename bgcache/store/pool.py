@@ -526,8 +526,8 @@ def _check_columns(block: PackedBlock, where: str, first: int = 0) -> None:
     event's start), on the detector (each event's sum of deltas, taken in uint64, below
     40*250*768: then no uint32 running sum wraps either), and charges > 0. ``first`` is the
     offset in its block of the window's first event (for the message). About 0.03 ms an
-    event of 69,000 hits (a uint32 sum could wrap, and a block-wide check of the last
-    value alone let a wrapped event through)."""
+    event of 69,000 hits; the check it replaced, of each event's last value after a uint32
+    running sum, let a wrapped event through."""
     offsets = block.offsets.astype(np.int64)
     zeros = np.flatnonzero(block.index_delta == 0)
     if zeros.size and not bool(np.isin(zeros, offsets[:-1]).all()):
