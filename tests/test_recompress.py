@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import Result
 
@@ -218,15 +217,12 @@ def test_a_damaged_source_block_stops_it_and_keeps_what_was_copied(
 
 
 def test_cli_summary_and_progress(source: Path, tmp_path: Path, cli: Invoke) -> None:
-    result = cli("recompress", str(source), str(tmp_path / "c"), "--codec", "lz4hc")
+    result = cli("recompress", str(source), str(tmp_path / "c"), "--codec", "lz4")
     assert result.exit_code == 0, result.stderr
-    assert f"the events of {source}, zstd:1 -> lz4hc:9" in result.stdout
+    assert f"the events of {source}, zstd:1 -> lz4:9" in result.stdout
     assert "written    46 events in 4 blocks" in result.stdout
     assert "x the source's blocks" in result.stdout
-    again = cli("recompress", str(source), str(tmp_path / "c"), "--codec", "lz4hc:9")
+    again = cli("recompress", str(source), str(tmp_path / "c"), "--codec", "lz4:9")
     assert "skipped    46 events in 4 blocks that were already complete" in again.stdout
     inspect = cli("inspect", str(tmp_path / "c"))
-    assert "codec      lz4hc:9 (blosc lz4hc level 9, shuffle)" in inspect.stdout
-    assert np.isclose(
-        json.loads(cli("inspect", str(tmp_path / "c"), "--json").stdout)["events"], 46
-    )
+    assert "codec      lz4:9 (blosc lz4 level 9, shuffle)" in inspect.stdout

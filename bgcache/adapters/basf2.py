@@ -20,9 +20,12 @@ What the module does in each basf2 phase:
   pool, the model and, if the job may have to generate, the checkpoint (by opening a
   :class:`~bgcache.overlay.PoolOverlay`): a job fails at its start, not hours later;
 * ``event``: replaces the collection's content (BGOverlayInput's digits) with the next pool
-  event in one call, never a Python loop over hits: basf2's ``PyStoreArray.fillArray``
-  where the release has it, else a filler compiled by cling (the first event of a process
-  opens its overlay, with prefetch);
+  event in one call, never a Python loop over hits: a C++ loop compiled by cling takes the
+  window's decoded buffers as the overlay's prefetch threads left them and stores the
+  digits, with the GIL released (or basf2's ``PyStoreArray.fillArray`` where the release's
+  PXDDigit is not the basf2 header's; see :func:`~bgcache.adapters._digits.select_filler`).
+  The first event of a process opens its overlay, with prefetch, and the first one with hits
+  is read back through PXDDigit's getters;
 * ``terminate``: closes the overlay and logs its counters (``B2INFO``).
 
 Parallel processing (``basf2 -p N``): basf2 calls ``initialize`` before it forks the
@@ -599,9 +602,11 @@ def PXDBackgroundOverlayModule(
         bkg_info_name: the BackgroundInfo object to read the extension from: the
             ``bkgInfoName`` of the BGOverlayInput whose PXD digits are replaced (``""`` is
             the default name, as in basf2).
-        fill: how digits go into the array: ``"auto"`` (``PyStoreArray.fillArray`` where the
-            release has it, else a filler compiled by cling), or one of ``"fillArray"``,
-            ``"cling"``, ``"python"`` (a per-hit loop, ~100x slower) to force one.
+        fill: how digits go into the array: ``"auto"`` (the fastest path correct on the
+            release: the filler compiled by cling storing the members, else
+            ``PyStoreArray.fillArray``, else cling constructing each digit, else a per-hit
+            loop), or one of ``"fillArray"``, ``"cling"``, ``"python"`` (a per-hit loop,
+            ~100x slower) to force one.
 
     Returns:
         A ``basf2.Module`` instance named ``PXDBackgroundOverlay``.
