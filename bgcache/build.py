@@ -47,7 +47,9 @@ from bgcache.store.format import (
     DEFAULT_BLOCK_EVENTS,
     DEFAULT_BLOCK_EVENTS_GAN_CPU,
     MAX_BLOCK_EVENTS,
+    Compression,
     Layout,
+    parse_codec,
 )
 from bgcache.store.pool import Pool, open_storage
 from bgcache.store.writer import PoolWriter, check_build_location, create_or_open_pool
@@ -188,6 +190,7 @@ def build_pool(
     ninter: int = 1,
     optimize: bool = True,
     precision: str = "fp32",
+    codec: str | Compression | None = None,
     shard: str | tuple[int, int] | None = None,
     resume: bool = True,
     workers: int = 1,
@@ -208,6 +211,10 @@ def build_pool(
             and an existing CUDA pool keeps its own); other models: events per generator
             call (default 32). On a CPU the content does not depend on it.
         device, nintra, ninter, optimize, precision: as :func:`bgcache.models.load_model`.
+        codec: the chunk codec of a new pool, ``"zstd"``, ``"lz4"`` or ``"lz4hc"``, with
+            an optional ``":LEVEL"`` (:func:`~bgcache.store.format.parse_codec`; default
+            zstd:1); an existing pool keeps its own, and another codec is refused
+            (``bgcache recompress`` makes a copy under another).
         shard: ``"k/N"`` or ``(k, N)``: build only the k-th (0-based) of N parts.
         resume: skip complete blocks (default). False refuses to run if any block of the
             range is already complete.
@@ -243,6 +250,7 @@ def build_pool(
     if batch_events is not None:
         batch_events = _check_int("batch_events", batch_events, 1)
     workers = _check_int("workers", workers, 1, 256)
+    compression = parse_codec(codec) if codec is not None else None
     nintra, ninter = validate_threads(nintra, ninter)
     shard_kn = parse_shard(shard)
     if scheduler is not None:
@@ -255,11 +263,18 @@ def build_pool(
     storage = open_storage(pool)
     existing = check_build_location(storage, model)  # before loading a GAN for minutes
     if existing is None:
-        layout = Layout(block_events or default_block_events(model, device))
+        layout = Layout(
+            block_events or default_block_events(model, device),
+            compression=compression or Compression(),
+        )
     else:
         layout = Layout.from_dict(existing["layout"])
-        if block_events is not None and block_events != layout.block_events:
-            layout = Layout(block_events, layout.chunk_hits, layout.compression)  # refused below
+        asked = Layout(
+            block_events or layout.block_events,
+            layout.chunk_hits,
+            compression or layout.compression,
+        )
+        layout = asked  # another block size or codec than the pool's is refused below
     _check_plan_size(first_index, events, layout.block_events, shard_kn)
     if spec.needs_torch and batch_events is None and existing is not None:
         batch_events = existing["content"].get("batch_events")  # a CUDA pool keeps its own

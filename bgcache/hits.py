@@ -94,18 +94,19 @@ class SparseEvent:
         ):
             raise EventError("pixel indices must be a 1-d array in [0, 40*250*768)")
         idx = index.astype(np.uint32, copy=False)
-        # floor division by a scalar is vectorised (libdivide); np.divmod is ~25x slower
-        sensor = idx // np.uint32(PIXELS_PER_SENSOR)
-        rest = idx - sensor * np.uint32(PIXELS_PER_SENSOR)
-        u = rest // np.uint32(N_V)
-        v = rest - u * np.uint32(N_V)
-        return cls(
-            sensor.astype(np.uint8),
-            u.astype(np.uint16),
-            v.astype(np.uint16),
-            np.asarray(charge),
-            validate=validate,
-        )
+        n = idx.shape[0]
+        # A sensor is 250 rows of 768 pixels, so one division gives the row over the detector
+        # (sensor*250 + u) and one of the row gives the sensor; u and v are written straight
+        # into their uint16 columns (no astype pass). Floor division by a scalar is vectorised
+        # (libdivide, ~0.1 ns a value); np.divmod is ~25x slower, a table lookup (take) ~6x,
+        # and the sensor from the sorted order (searchsorted + repeat) ~1.2x this.
+        row = idx // np.uint32(N_V)
+        v = np.empty(n, np.uint16)
+        np.subtract(idx, row * np.uint32(N_V), out=v, casting="unsafe")
+        sensor = row // np.uint32(N_U)
+        u = np.empty(n, np.uint16)
+        np.subtract(row, sensor * np.uint32(N_U), out=u, casting="unsafe")
+        return cls(sensor.astype(np.uint8), u, v, np.asarray(charge), validate=validate)
 
     # -- views ----------------------------------------------------------------------
     @property

@@ -57,6 +57,8 @@ from bgcache.hits import SparseEvent
 from bgcache.models import file_sha256, get_spec
 from bgcache.seeding import EventKey, validate_seed
 from bgcache.store.catalog import BlockInfo
+from bgcache.store.columns import AnyEvent as Event
+from bgcache.store.columns import PackedEvent, unpack_block
 from bgcache.store.pool import Pool, open_pool
 
 log = logging.getLogger("bgcache.overlay")
@@ -128,6 +130,7 @@ class _Source:
         self.on_exhausted, self.on_corrupt = overlay.on_exhausted, overlay.on_corrupt
         self.prefetch, self.prefetch_threads = overlay.prefetch, overlay.prefetch_threads
         self.prefetch_generate = overlay.prefetch_generate
+        self.packed = overlay.packed
         self.device, self.nintra, self.ninter = overlay.device, overlay.nintra, overlay.ninter
         self.fallback_seed, self.checkpoint = overlay.fallback_seed, overlay.checkpoint
         self._generator: Any = None
@@ -167,7 +170,7 @@ class _Source:
             )
         return self._generator
 
-    def _generate(self, k: int) -> tuple[EventKey, SparseEvent]:
+    def _generate(self, k: int) -> tuple[EventKey, Event]:
         key = fallback_key(self.fallback_seed, self.job, k)
         t0 = time.perf_counter()
         with self._lock:
@@ -188,16 +191,17 @@ class _Source:
             for lo in range(offsets.start, offsets.stop, READ_EVENTS):
                 yield info, lo, min(lo + READ_EVENTS, offsets.stop)
 
-    def _read_window(self, info: BlockInfo, lo: int, hi: int) -> list[tuple[EventKey, SparseEvent]]:
+    def _read_window(self, info: BlockInfo, lo: int, hi: int) -> list[tuple[EventKey, Event]]:
         t0 = time.perf_counter()
         try:
-            events = self.pool.read_events(info, lo, hi)
+            window = self.pool.read_window(info, lo, hi)
+            events: list[Any] = window.events() if self.packed else unpack_block(window)
         finally:
             with self._stats_lock:
                 self.stats.read_seconds += time.perf_counter() - t0
         return [(EventKey(info.seed, info.first_index + lo + i), ev) for i, ev in enumerate(events)]
 
-    def _read_pass(self) -> Iterator[list[tuple[EventKey, SparseEvent]]]:
+    def _read_pass(self) -> Iterator[list[tuple[EventKey, Event]]]:
         """One pass over the share, a window of events at a time, in draw order; with
         ``prefetch_threads > 1`` several windows are decoded at once (in order)."""
         skipped: set[str] = set()
@@ -300,6 +304,10 @@ class PoolOverlay:
         device, nintra, ninter: of fallback generation (as :func:`bgcache.models.load_model`).
         on_corrupt: ``"raise"`` (default) a :class:`~bgcache.errors.CorruptBlockError` naming
             the block, or ``"skip"`` the block and count it.
+        packed: the prefetch decodes windows into their buffers only (delta-coded packed
+            pixel indices and charges, checked as always) and leaves the split into hit
+            columns to the consumer: :meth:`next_packed` hands them out as they are (the
+            basf2 module's C++ filler takes them), :meth:`next_event` splits each one.
 
     Raises:
         UsageError: invalid arguments.
@@ -335,6 +343,7 @@ class PoolOverlay:
         nintra: int = 1,
         ninter: int = 1,
         on_corrupt: str = "raise",
+        packed: bool = False,
     ) -> None:
         self.pool = pool if isinstance(pool, Pool) else open_pool(pool)
         self.seed = validate_seed(0 if seed is None else seed)
@@ -357,6 +366,7 @@ class PoolOverlay:
         self.on_exhausted, self.on_corrupt = on_exhausted, on_corrupt
         self.prefetch, self.prefetch_generate = prefetch, bool(prefetch_generate)
         self.prefetch_threads = prefetch_threads
+        self.packed = bool(packed)
         self.device, self.nintra, self.ninter = device, nintra, ninter
         self.stats = OverlayStats()
         # blocks the pool lists as complete but whose marker is gone are not in its catalog
@@ -389,8 +399,8 @@ class PoolOverlay:
         weakref.finalize(self, self._stop.set)
         self._queue: queue.Queue[Any] | None = None
         self._thread: threading.Thread | None = None
-        self._reader: Iterator[tuple[EventKey, SparseEvent]] | None = None
-        self._buffer: list[tuple[EventKey, SparseEvent]] = []
+        self._reader: Iterator[tuple[EventKey, Event]] | None = None
+        self._buffer: list[tuple[EventKey, Event]] = []
         self._handed = 0
         self._start_pass()
         self._closed = False
@@ -468,7 +478,7 @@ class PoolOverlay:
             self._thread.join()
             self._thread = None
 
-    def _next_from_reader(self) -> tuple[EventKey, SparseEvent] | None:
+    def _next_from_reader(self) -> tuple[EventKey, Event] | None:
         """The next pool event of this pass, or None at its end."""
         if self._buffer:
             return self._buffer.pop()
@@ -495,6 +505,21 @@ class PoolOverlay:
             PoolExhaustedError: the share is used up and ``on_exhausted="error"``.
             CorruptBlockError: a damaged block (``on_corrupt="raise"``).
         """
+        event = self._draw()
+        return event.unpack() if isinstance(event, PackedEvent) else event
+
+    def next_packed(self) -> PackedEvent:
+        """The next background event, as the buffers a pool stores it in (the same draw as
+        :meth:`next_event`; a generated event is packed). With ``packed=True`` a pool
+        event is handed over as the reader decoded it, without a copy.
+
+        Raises:
+            PoolExhaustedError, CorruptBlockError: as :meth:`next_event`.
+        """
+        event = self._draw()
+        return event if isinstance(event, PackedEvent) else PackedEvent.from_event(event)
+
+    def _draw(self) -> Event:
         if self._closed:
             raise UsageError("this overlay is closed")
         size = self.share[1] - self.share[0]

@@ -12,6 +12,7 @@ release with ``PyStoreArray.fillArray`` or without it.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,10 @@ from bgcache.errors import EventError, MissingDependencyError, PoolMismatchError
 from bgcache.hits import SparseEvent, merge
 from bgcache.overlay import PoolOverlay
 from bgcache.seeding import seed_from_string
+from bgcache.store.columns import PackedEvent
+from bgcache.store.format import Layout, parse_codec
+from bgcache.store.recompress import recompress_pool
+from bgcache.store.writer import create_or_open_pool
 
 STANDIN = Path(__file__).parent / "basf2_standin"
 
@@ -63,8 +68,10 @@ def standin(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
 
 @pytest.fixture(params=["fillArray", "cling"])
 def release(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A release with ``fillArray`` (the module takes it) and one without (cling filler)."""
-    return _load_standin(monkeypatch, fill_array=request.param == "fillArray"), request.param
+    """A release with ``fillArray`` and the module told to take it, and one without it where
+    the module takes its default (the cling filler: the replica is the basf2 layout)."""
+    fill_array = request.param == "fillArray"
+    return _load_standin(monkeypatch, fill_array=fill_array), request.param
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +79,43 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 20-event synthetic pool (numpy only: no torch), ~69,000 hits an event."""
     path = tmp_path_factory.mktemp("basf2") / "p"
     build_pool(path, model="synthetic", events=20, block_events=8)
+    return path
+
+
+@pytest.fixture(scope="module")
+def lz4_pool(pool: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same events under blosc lz4 (a serving codec)."""
+    path = tmp_path_factory.mktemp("basf2") / "p-lz4"
+    recompress_pool(pool, path, codec="lz4")
+    return path
+
+
+def small_events() -> list[SparseEvent]:
+    """Events of a few hundred hits (the per-hit path stays quick), empty ones, and one hit
+    at each end of the detector's ranges (sensor 39, u 249, v 767, charge 255)."""
+    full = load_model("synthetic").events([(6, i) for i in range(3)])
+    corner = SparseEvent([0, 39], [0, 249], [0, 767], [1, 255])
+    cut = [
+        SparseEvent(e.sensor[::n], e.u[::n], e.v[::n], e.charge[::n])
+        for e, n in zip(full, (90, 250, 170), strict=True)
+    ]
+    return [cut[0], SparseEvent.empty(), cut[1], SparseEvent.empty(), corner, cut[2]]
+
+
+@pytest.fixture(scope="module", params=["zstd:1", "lz4:9"])
+def small_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The :func:`small_events` as a pool (two blocks, one codec per parameter)."""
+    path = tmp_path_factory.mktemp("basf2") / f"small-{request.param}"
+    writer = create_or_open_pool(
+        path,
+        dict(load_model("synthetic").metadata()),
+        Layout(4, compression=parse_codec(request.param)),
+    )
+    writer.ensure_stream(0)
+    events = small_events()
+    writer.write_block(0, 0, events[:4])
+    writer.write_block(0, 1, events[4:])
+    writer.refresh_summary()
     return path
 
 
@@ -185,24 +229,54 @@ def test_digit_columns_refuse_what_would_wrap(columns: tuple[Any, ...], match: s
 
 
 # -- fill paths on real TClonesArrays ----------------------------------------------------------
-def test_the_release_decides_the_fill_path(release: Any, pool: Path) -> None:
-    standin, path = release
-    module, _ = run(standin, 0, pool=pool, seed=1)
-    assert module.core.filler.path == path
-    reason = {
-        "fillArray": "has PyStoreArray.fillArray",
-        "cling": "has no fillArray; a filler compiled by cling, members stored as TTree",
+def make_array(standin: SimpleNamespace, name: str, marker_digits: int = 0) -> Any:
+    """A registered PXDDigit array, holding ``marker_digits`` digits of charge 999."""
+    belle2, store = standin.belle2, standin.belle2.DataStore
+    array = belle2.PyStoreArray(belle2.PXDDigit.Class(), name, store.c_Event)
+    assert array.registerInDataStore(name, store.c_DontWriteOut)
+    if marker_digits:
+        belle2.StandIn.putDigits(name, marker_digits, 999)
+    return array
+
+
+def fillers(standin: SimpleNamespace) -> dict[str, _digits.Filler]:
+    """Every path, on a release with fillArray: the cling filler's two forms, fillArray and
+    the per-hit loop."""
+    standin.basf2.use_fill_array(True)
+    stores = _digits.select_filler(standin.belle2, standin.ROOT)
+    construct = _digits.compile_filler(standin.ROOT, member_stores=False)
+    assert stores.path == "cling" and construct is not None
+    return {
+        "cling-stores": stores,
+        "cling-construct": _digits.Filler("cling", "constructs", construct),
+        "fillArray": _digits.select_filler(standin.belle2, standin.ROOT, "fillArray"),
+        "python": _digits.select_filler(standin.belle2, standin.ROOT, "python"),
     }
+
+
+def test_auto_stores_the_members_of_the_basf2_layout(release: Any, pool: Path) -> None:
+    """The replica has the basf2 header's four unsigned short members: with or without
+    fillArray, "auto" takes the cling filler's member stores, and logs why."""
+    standin, _ = release
+    module, _ = run(standin, 0, pool=pool, seed=1)
+    assert module.core.filler.path == "cling"
     (info,) = [m for m in standin.basf2.messages("INFO") if "fills PXDDigits_beamBG by" in m]
-    assert f"by {path} (" in info and reason[path] in info
+    assert "by cling (the dictionary's Belle2::PXDDigit holds the four unsigned short" in info
+    assert "storing the four members as TTree::GetEntry fills a split branch" in info
     assert standin.basf2.messages("WARNING") == []
 
 
-def test_every_digit_equals_the_pool_event(release: Any, pool: Path) -> None:
-    """24 events over three blocks and the on-the-fly fallback past the share's end: the
-    TClonesArray holds exactly the pool event, hit for hit, and does not grow."""
-    standin, _ = release
-    module, rec = run(standin, 24, pool=pool, seed=11, job=0, njobs=1)
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_every_digit_equals_the_pool_event(
+    release: Any, pool: Path, lz4_pool: Path, codec: str
+) -> None:
+    """24 events over three blocks and the on-the-fly fallback past the share's end, from a
+    pool of each codec: the TClonesArray holds exactly the pool event, hit for hit, and
+    does not grow."""
+    standin, path = release
+    source = pool if codec == "zstd" else lz4_pool
+    module, rec = run(standin, 24, pool=source, seed=11, job=0, njobs=1, fill=path)
+    assert module.core.filler.path == path
     assert_same(rec.events, expected(pool, 24, seed=11, job=0, njobs=1))
     assert (module.stats.from_pool, module.stats.generated) == (20, 4)
     assert module.core.fill_stats.events == 24
@@ -216,88 +290,303 @@ def test_every_digit_equals_the_pool_event(release: Any, pool: Path) -> None:
     assert digit.getCharge() == last[3]
 
 
+@pytest.mark.parametrize("fill", ["cling", "fillArray", "python"])
+def test_every_path_fills_small_and_empty_events(
+    monkeypatch: pytest.MonkeyPatch, small_pool: Path, fill: str
+) -> None:
+    """Each path, from a pool of each codec holding empty events and hits at both ends of
+    every range, fills exactly the pool's events (drawn in the order the overlay draws)."""
+    standin = _load_standin(monkeypatch, fill_array=True)
+    module, rec = run(standin, 6, pool=small_pool, seed=3, on_exhausted="error", fill=fill)
+    assert module.core.filler.path == fill
+    want = expected(small_pool, 6, seed=3, on_exhausted="error")
+    assert sorted(len(w) for w in want) == sorted(len(e) for e in small_events())
+    assert_same(rec.events, want)
+
+
 def test_collection_is_cleared_each_event(release: Any, pool: Path) -> None:
     """BGOverlayInput's digits (the stand-in puts 3 of charge 999) are replaced, and one
     event's digits do not pile up on the previous ones."""
-    standin, _ = release
-    _, rec = run(standin, 3, pool=pool, seed=5)
+    standin, path = release
+    _, rec = run(standin, 3, pool=pool, seed=5, fill=path)
     marker = standin.basf2.BGOverlayInputStandIn.MARKER_CHARGE
     assert [len(e) for e in rec.events] == [len(e) for e in expected(pool, 3, seed=5)]
     assert all(not (event[:, 3] == marker).any() for event in rec.events)
 
 
-def test_an_event_without_hits_empties_the_array(release: Any) -> None:
-    """basf2's fillArray indexes the first element of each column: an empty event is not
-    passed to it (the real one would raise IndexError), and the array is cleared."""
-    standin, path = release
-    belle2, store = standin.belle2, standin.belle2.DataStore
-    array = belle2.PyStoreArray(belle2.PXDDigit.Class(), "PXDDigits_x", store.c_Event)
-    assert array.registerInDataStore("PXDDigits_x", store.c_DontWriteOut)
-    belle2.StandIn.putDigits("PXDDigits_x", 5, 7)
-    filler = _digits.select_filler(belle2, standin.ROOT)
-    assert filler.path == path
-    empty = _digits.pxd_digit_columns(SparseEvent.empty())
-    if path == "fillArray":
+def test_every_path_fills_both_event_forms(standin: Any, pool: Path) -> None:
+    """A reader's buffers (PackedEvent) and hit columns (SparseEvent, what on-the-fly
+    generation gives) fill the same digits on every path, into slots a bigger event left,
+    and an event without hits empties the array (basf2's fillArray indexes each column's
+    first element, so it is not called for one)."""
+    reader = open_pool(pool)
+    info = reader.block_list[0]
+    packed = [*reader.read_window(info, 0, 2).events(), PackedEvent.from_event(SparseEvent.empty())]
+    for name, filler in fillers(standin).items():
+        array = make_array(standin, f"PXDDigits_{name}", marker_digits=80_000)
+        for event in packed if name != "python" else packed[1:]:
+            want = _digits.digit_table(event.unpack())
+            for form in (event, event.unpack()):
+                filler(array, form)
+                assert np.array_equal(standin.basf2.read_digits(f"PXDDigits_{name}"), want), name
+    if True:
+        empty = _digits.pxd_digit_columns(SparseEvent.empty())
         with pytest.raises(IndexError):  # what the stand-in (and basf2) does with it
-            array.fillArray(**empty)
-    filler(array, SparseEvent.empty())
-    assert len(array) == 0
+            make_array(standin, "PXDDigits_e").fillArray(**empty)
 
 
 @pytest.mark.parametrize("fill", ["auto", "python"])
 def test_charges_above_255_fill_exactly(release: Any, fill: str) -> None:
     """A merged event (signal + background) has 16-bit charges: every path stores them."""
     standin, _ = release
-    belle2, store = standin.belle2, standin.belle2.DataStore
-    array = belle2.PyStoreArray(belle2.PXDDigit.Class(), "PXDDigits_m", store.c_Event)
-    assert array.registerInDataStore("PXDDigits_m", store.c_DontWriteOut)
+    array = make_array(standin, "PXDDigits_m")
     signal = SparseEvent([0, 39], [0, 249], [0, 767], np.array([250, 65_000], np.uint16))
     event = merge(signal, SparseEvent([0, 0, 39], [0, 0, 249], [0, 1, 767], [10, 4, 535]))
     assert event.charge.dtype == np.uint16 and event.charge.max() == 65_535
-    _digits.select_filler(belle2, standin.ROOT, fill)(array, event)
-    assert np.array_equal(standin.basf2.read_digits("PXDDigits_m"), digits_of(event))
+    _digits.select_filler(standin.belle2, standin.ROOT, fill)(array, event)
+    assert np.array_equal(standin.basf2.read_digits("PXDDigits_m"), _digits.digit_table(event))
 
 
-def test_member_stores_and_constructors_fill_the_same_digits(standin: Any, pool: Path) -> None:
-    """The cling filler stores the four members into the slots ``ExpandCreateFast`` keeps
-    (as TTree::GetEntry does) where the class has the basf2 header's layout, and constructs
-    each digit otherwise: the arrays are the same whatever the previous event left there."""
-    belle2, store = standin.belle2, standin.belle2.DataStore
-    stores = _digits.compile_filler(standin.ROOT)
-    construct = _digits.compile_filler(standin.ROOT, member_stores=False)
-    assert stores is not None and construct is not None
-    assert standin.ROOT.bgcache_basf2.digit_layout_ok()
+def _packed(delta: list[int], charge: list[int]) -> PackedEvent:
+    return PackedEvent(np.array(delta, np.uint32), np.array(charge, np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("event", "match"),
+    [
+        (_packed([7_680_000], [5]), r"'sensor' holds 40\.\.40, a PXDDigit takes 0\.\.39"),
+        (_packed([5, 7_679_995], [5, 5]), r"'sensor' holds 0\.\.40"),
+        (_packed([4_000_000_000, 294_967_297], [5, 5]), r"'sensor' holds 20833\.\.22369"),
+        (_packed([5, 0, 3], [5, 5, 5]), "repeats a pixel at hit 1"),
+        (_packed([5, 3], [5, 0]), r"'charge' holds 0\.\.5, a PXDDigit takes 1\.\.65535"),
+        (SparseEvent([0], [250], [0], [5], validate=False), r"'u' holds 250\.\.250"),
+        (
+            SparseEvent([0], [0], [0], np.array([70_000], np.uint32), validate=False),
+            r"'charge' holds 70000",
+        ),
+    ],
+    ids=["beyond", "beyond-last", "wraps-uint32", "repeated", "charge-0", "u", "charge-wide"],
+)
+def test_a_bad_value_is_refused_and_nothing_filled(standin: Any, event: Any, match: str) -> None:
+    """Every path refuses an event a PXDDigit cannot hold, naming the column and the range
+    (no value narrowed or wrapped, also where a 32-bit running sum would wrap), and leaves
+    no digit in the array (BGOverlayInput's included)."""
+    for name, filler in fillers(standin).items():
+        array = make_array(standin, f"PXDDigits_{name}", marker_digits=5)
+        with pytest.raises(EventError, match=match):
+            filler(array, event)
+        assert len(array) == 0, name
+
+
+def test_the_cling_filler_takes_hits_in_the_pool_order(standin: Any) -> None:
+    """Its loop walks the pixel order (the deltas): hit columns out of it are refused."""
+    event = SparseEvent([0, 0], [0, 0], [5, 4], [5, 5], validate=False)
+    array = make_array(standin, "PXDDigits_o", marker_digits=5)
+    with pytest.raises(EventError, match="unique and sorted by"):
+        _digits.select_filler(standin.belle2, standin.ROOT)(array, event)
+    assert len(array) == 0
+
+
+def test_the_fill_releases_the_gil(standin: Any) -> None:
+    """A Python thread runs while the cling filler fills a big event: the call releases the
+    GIL (with it held, the thread could not run one bytecode until the call returned)."""
+    import threading
+    import time
+
+    n = 2_500_000  # every third pixel
+    event = PackedEvent(np.full(n, 3, np.uint32), np.ones(n, np.uint8))
+    filler = _digits.select_filler(standin.belle2, standin.ROOT)
+    array = make_array(standin, "PXDDigits_big")
+    filler(array, event)  # slots made: the timed fill only stores
+    stamps: list[float] = []
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            stamps.append(time.perf_counter())
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    thread = threading.Thread(target=tick)
+    try:
+        thread.start()
+        time.sleep(0.01)
+        t0 = time.perf_counter()
+        filler(array, event)
+        t1 = time.perf_counter()
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(switch)
+    assert len(array) == n
+    inside = [t for t in stamps if t0 + 0.003 < t < t1 - 0.001]
+    assert t1 - t0 > 0.01, "the fill was too short to tell"
+    assert len(inside) > 10, f"the thread ran {len(inside)} times during a {t1 - t0:.3f} s fill"
+
+
+def test_the_first_event_is_checked_through_the_getters(standin: Any, pool: Path) -> None:
+    """The member stores' check reads the array back through PXDDigit's getters: it passes
+    on the event filled and names the first difference for another."""
     reader = open_pool(pool)
-    events = [reader[i] for i in (0, 1, 2)] + [SparseEvent.empty(), reader[3]]
-    arrays = {}
-    for name, fill in (("stores", stores), ("construct", construct)):
-        array = belle2.PyStoreArray(belle2.PXDDigit.Class(), name, store.c_Event)
-        assert array.registerInDataStore(name, store.c_DontWriteOut)
-        belle2.StandIn.putDigits(name, 80_000, 999)  # more slots than any event: reused
-        arrays[name] = []
-        for event in events:
-            fill(array, event)
-            arrays[name].append(standin.basf2.read_digits(name))
-    assert_same(arrays["stores"], [digits_of(e) for e in events])
-    assert_same(arrays["construct"], arrays["stores"])
+    first, second = reader.read_window(reader.block_list[0], 0, 2).events()
+    filler = _digits.select_filler(standin.belle2, standin.ROOT)
+    assert filler.verify is not None
+    array = make_array(standin, "PXDDigits_v")
+    filler(array, first)
+    assert filler.verify(array, first) is None
+    assert filler.verify(array, first.unpack()) is None
+    problem = filler.verify(array, PackedEvent(first.index_delta, first.charge + np.uint8(1)))
+    assert problem is not None and problem.startswith("digit 0 reads back through PXDDigit's")
+    assert "the array holds" in (filler.verify(array, second) or "")
 
 
-def test_per_hit_fallback_fills_the_same_digits_and_warns(standin: Any, pool: Path) -> None:
-    module, rec = run(standin, 1, pool=pool, seed=2, fill="python")
-    assert module.core.filler.path == "python"
-    assert_same(rec.events, expected(pool, 1, seed=2))
-    first, cost = standin.basf2.messages("WARNING")
-    assert "by python (fill='python' was asked for)" in first and "~100x the time" in first
-    assert "took" in cost and f"for {len(rec.events[0])} digits" in cost and "us a digit" in cost
-
-
-def test_cling_can_be_forced_where_fill_array_exists(
-    monkeypatch: pytest.MonkeyPatch, pool: Path
+@pytest.mark.parametrize("fill_array", [True, False], ids=["fillArray", "no-fillArray"])
+def test_a_failed_check_falls_back_and_refills(
+    monkeypatch: pytest.MonkeyPatch, pool: Path, fill_array: bool
 ) -> None:
-    standin = _load_standin(monkeypatch, fill_array=True)
-    module, rec = run(standin, 2, pool=pool, seed=3, fill="cling")
-    assert module.core.filler.path == "cling"
-    assert_same(rec.events, expected(pool, 2, seed=3))
+    """Where the first event does not read back as the pool event, the module warns, takes
+    fillArray (or, without it, the cling filler constructing each digit) and fills that
+    event again: every event still equals the pool's."""
+    standin = _load_standin(monkeypatch, fill_array=fill_array)
+    monkeypatch.setattr(_digits, "_verifier", lambda code: lambda array, event: "digit 0 differs")
+    module, rec = run(standin, 3, pool=pool, seed=4)
+    assert_same(rec.events, expected(pool, 3, seed=4))
+    (warning,) = standin.basf2.messages("WARNING")
+    assert (
+        "the first event filled by cling does not read back as the pool event (digit 0" in warning
+    )
+    want = (
+        "fillArray" if fill_array else "cling from now on (this basf2 release's PyStoreArray has no"
+    )
+    assert f"fills by {want}" in warning
+    assert module.core.filler.verify is None
+
+
+@pytest.mark.parametrize("fill_array", [True, False], ids=["fillArray", "no-fillArray"])
+def test_without_cling_auto_takes_fill_array_or_the_loop(
+    monkeypatch: pytest.MonkeyPatch, pool: Path, fill_array: bool
+) -> None:
+    """Where cling cannot compile the filler (no PXDDigit header for it), "auto" takes
+    fillArray, else the per-hit loop, and says why."""
+    standin = _load_standin(monkeypatch, fill_array=fill_array)
+    monkeypatch.setattr(_digits, "compile_code", lambda root: None)
+    filler = _digits.select_filler(standin.belle2, standin.ROOT)
+    assert filler.path == ("fillArray" if fill_array else "python")
+    assert filler.reason.startswith("cling could not compile the filler")
+    with pytest.raises(UsageError, match="fill='cling' was asked for, but cling could not"):
+        _digits.select_filler(standin.belle2, standin.ROOT, "cling")
+    array = make_array(standin, "PXDDigits_nc")
+    event = open_pool(pool).read_window(open_pool(pool).block_list[0], 0, 1).events()[0]
+    if fill_array:  # the numpy columns feed fillArray
+        filler(array, event)
+        assert np.array_equal(
+            standin.basf2.read_digits("PXDDigits_nc"), _digits.digit_table(event.unpack())
+        )
+
+
+VARIANT = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import ROOT
+header = open(sys.argv[1] + "/belle2_standin.h").read()
+for old, new in json.loads(sys.argv[3]):
+    assert old in header, old
+    header = header.replace(old, new)
+assert ROOT.gInterpreter.Declare(header)
+import basf2
+import numpy as np
+from bgcache.adapters import basf2 as adapter, _digits
+from bgcache.overlay import PoolOverlay
+out = {}
+for fill_array in (True, False):
+    basf2.reset()
+    basf2.use_fill_array(fill_array)
+    path = basf2.Path()
+    path.add_module("BGOverlayInput")
+    module = path.add_module(adapter.PXDBackgroundOverlayModule(sys.argv[2], seed=2))
+    got = []
+    class Recorder(basf2.Module):
+        def event(self):
+            array = ROOT.Belle2.PyStoreArray("PXDDigits_beamBG")
+            got.append([(d.getSensorID().getID(), d.getUCellID(), d.getVCellID(), d.getCharge()) for d in array])
+    path.add_module(Recorder())
+    basf2.process(path, 3)
+    with PoolOverlay(sys.argv[2], seed=2) as overlay:
+        want = [_digits.digit_table(overlay.next_event()).tolist() for _ in range(3)]
+    out[str(fill_array)] = dict(
+        path=module.core.filler.path, same=[list(map(list, g)) for g in got] == want,
+        info=[m for m in basf2.messages("INFO") if "fills PXDDigits" in m],
+        warnings=basf2.messages("WARNING"),
+    )
+print(json.dumps(out))
+"""
+#: Replicas of PXDDigit another release might have, as edits of belle2_standin.h.
+VARIANTS = {
+    # a member more (a release whose PXDDigit grew one): stores would leave it unset
+    "extra-member": [
+        ("unsigned short m_charge;\n", "unsigned short m_charge;\n    int m_frame = 0;\n")
+    ],
+    # members named as in the header but meaning the other coordinate (the constructor and
+    # the getters agree with each other, not with the names): stores by name are wrong
+    "swapped": [
+        ("m_uCellID(uCellID), m_vCellID(vCellID)", "m_uCellID(vCellID), m_vCellID(uCellID)"),
+        ("getUCellID() const { return m_uCellID; }", "getUCellID() const { return m_vCellID; }"),
+        ("getVCellID() const { return m_vCellID; }", "getVCellID() const { return m_uCellID; }"),
+    ],
+}
+
+
+def test_replicas_of_another_layout_take_the_next_path(tmp_path: Path) -> None:
+    """On a PXDDigit with a member more, "auto" takes fillArray or, without it, the cling
+    filler constructing each digit; on one whose members do not mean what their names say,
+    the first event's check through the getters catches the stores and the module falls
+    back. Each replica is compiled in a process of its own (a class is declared once)."""
+    pytest.importorskip("ROOT", reason="needs ROOT: pip install root (bgcache's test extra)")
+    pool = tmp_path / "small"
+    writer = create_or_open_pool(pool, dict(load_model("synthetic").metadata()), Layout(8))
+    writer.ensure_stream(0)
+    writer.write_block(0, 0, small_events())
+    writer.refresh_summary()
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", VARIANT, str(STANDIN), str(pool), json.dumps(edits)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, edits in VARIANTS.items()
+    }
+    results = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        results[name] = json.loads(out.strip().splitlines()[-1])
+    extra, swapped = results["extra-member"], results["swapped"]
+    for result in (extra, swapped):
+        assert result["True"]["path"] == "fillArray" and result["False"]["path"] == "cling"
+        assert all(r["same"] for r in result.values()), result
+    assert (
+        "(it has 5 data members); this basf2 release has PyStoreArray.fillArray"
+        in extra["True"]["info"][0]
+    )
+    assert "constructing each PXDDigit(VxdID, u, v, charge)" in extra["False"]["info"][0]
+    assert extra["True"]["warnings"] == extra["False"]["warnings"] == []
+    for fill_array in ("True", "False"):
+        assert "holds the four unsigned short members" in swapped[fill_array]["info"][0]
+        (warning,) = swapped[fill_array]["warnings"]
+        assert "does not read back as the pool event (digit 0 reads back through" in warning
+
+
+def test_per_hit_fallback_fills_the_same_digits_and_warns(standin: Any, small_pool: Path) -> None:
+    module, rec = run(standin, 1, pool=small_pool, seed=2, fill="python")
+    assert module.core.filler.path == "python"
+    assert_same(rec.events, expected(small_pool, 1, seed=2))
+    warnings = standin.basf2.messages("WARNING")
+    assert (
+        "by python (fill='python' was asked for)" in warnings[0] and "~100x the time" in warnings[0]
+    )
+    if rec.events[0].shape[0]:
+        assert "took" in warnings[1] and f"for {len(rec.events[0])} digits" in warnings[1]
 
 
 def test_fill_array_asked_for_on_a_release_without_it(standin: Any, pool: Path) -> None:
@@ -317,7 +606,9 @@ def test_cling_filler_refuses_an_array_of_another_class(standin: Any) -> None:
     assert other.registerInDataStore("Infos", store.c_DontWriteOut)
     fill = _digits.compile_filler(standin.ROOT)
     assert fill is not None
-    with pytest.raises(UsageError, match=r"put -1 of 1 digits into Infos.*Belle2::PXDDigit"):
+    with pytest.raises(
+        UsageError, match=r"cannot fill Infos: the array does not hold Belle2::PXDDigit"
+    ):
         fill(other, SparseEvent([0], [1], [2], [3]))
 
 
@@ -527,7 +818,9 @@ def test_forked_workers_fill_their_own_arrays(release: Any, pool: Path, tmp_path
     basf2 = standin.basf2
     path = basf2.Path()
     path.add_module("BGOverlayInput")
-    module = path.add_module(adapter.PXDBackgroundOverlayModule(pool, seed=4, job=1, njobs=2))
+    module = path.add_module(
+        adapter.PXDBackgroundOverlayModule(pool, seed=4, job=1, njobs=2, fill=path_name)
+    )
     rec = path.add_module(recorder(standin))
     for m in path.modules():
         m.initialize()

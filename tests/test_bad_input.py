@@ -271,6 +271,20 @@ case(
 case(B, "--precision", f"build {{tmp}}/p {SYN} --precision fp8", 2, "'--precision'", id="fp8")
 case(B, "--precision", f"build {{tmp}}/p {SYN} --precision fp61", 2, "'fp16'?", id="typo")
 case(B, "--precision", f"build {{tmp}}/p {SYN} --precision bf16", 2, "only has", id="synthetic")
+case(B, "--codec", f"build {{tmp}}/p {SYN} --codec zst", 2, "'--codec'", "'zstd'?", id="typo")
+case(B, "--codec", f"build {{tmp}}/p {SYN} --codec lz4:0", 2, "level", "1..9", id="level")
+case(B, "--codec", f"build {{tmp}}/p {SYN} --codec lz4:", 2, "level", "1..9", id="no-level")
+case(B, "--codec", f"build {{tmp}}/p {SYN}", 2, "BGCACHE_CODEC", "'gzip'", id="env",
+     env={"BGCACHE_CODEC": "gzip"})  # fmt: skip
+case(
+    B,
+    "--codec",
+    "build {pool} -m synthetic -n 12 --seed 2 --codec lz4",
+    1,
+    "compressed with zstd:1, not lz4:9",
+    "bgcache recompress",
+    id="existing-pool",
+)
 case(B, "--shard", f"build {{tmp}}/p {SYN} --shard 4/4", 2, "K must be in 0..3", id="range")
 case(B, "--shard", f"build {{tmp}}/p {SYN} --shard 1of4", 2, "K/N", id="form")
 case(B, "--shard", f"build {{tmp}}/p {SYN} --shard 0/0", 2, "N must be >= 1", id="zero-parts")
@@ -420,6 +434,32 @@ case("gc", "--grace", "gc {pool} --grace -1h", 2, "duration '-1h'", id="negative
 case("gc", "--grace", "gc {pool} --grace", 2, "requires an argument", id="missing")
 case("gc", "--dry-run", "gc {pool} --dry-run=1", 2, "does not take a value", id="value")
 case("verify", "--quiet", "verify {pool} --quiet=1", 2, "does not take a value", id="value")
+
+# -- bgcache recompress ----------------------------------------------------------------------
+RC = "recompress"
+LZ = "--codec lz4"
+case(RC, "SRC", f"recompress {LZ}", 2, "Missing argument 'SRC'", id="missing")
+case(RC, "SRC", f"recompress {{tmp}}/nope {{tmp}}/c {LZ}", 1, "does not exist", id="none")
+case(RC, "SRC", f"recompress {{file}} {{tmp}}/c {LZ}", 1, "is a file", id="a-file")
+case(RC, "SRC", f"recompress {{dir}} {{tmp}}/c {LZ}", 1, "is not a pool", id="empty-dir")
+case(RC, "SRC", f"recompress {{newer}} {{tmp}}/c {LZ}", 1, "format version 99", id="newer")
+case(RC, "SRC", f"recompress {{damaged}} {{tmp}}/c {LZ}", 1, "not valid JSON", id="damaged")
+case(RC, "SRC", f"recompress gs://b/p {{tmp}}/c {LZ}", 2, "gs:// is not supported", id="scheme")
+case(RC, "DST", f"recompress {{pool}} {LZ}", 2, "Missing argument 'DST'", id="missing")
+case(RC, "DST", f"recompress {{pool}} {{pool}} {LZ}", 2, "is the source pool", id="same")
+case(RC, "DST", f"recompress {{pool}} {{pool}}/c {LZ}", 2, "lies inside the source", id="inside")
+case(RC, "DST", f"recompress {{pool}} {{pool}}/../pool/ {LZ}", 2, "is the source", id="spelt")
+case(RC, "DST", f"recompress {{pool}} {{file}} {LZ}", 1, "is a file", id="a-file")
+case(RC, "DST", f"recompress {{pool}} {{nonempty}} {LZ}", 1, "not a pool", id="foreign-dir")
+case(RC, "DST", f"recompress {{pool}} {{damaged}} {LZ}", 1, "not valid JSON", id="damaged")
+case(RC, "DST", f"recompress {{pool}} {{newer}} {LZ}", 1, "format version 99", id="newer")
+case(RC, "DST", f"recompress {{pool}} ftp://h/p {LZ}", 2, "ftp:// is not supported", id="scheme")
+case(RC, "--codec", "recompress {pool} {tmp}/c", 2, "Missing option '--codec'", id="missing")
+case(RC, "--codec", "recompress {pool} {tmp}/c --codec lz5", 2, "'lz4'?", id="typo")
+case(RC, "--codec", "recompress {pool} {tmp}/c --codec zstd:x", 2, "1..9", id="level")
+case(RC, "--json", f"recompress {{pool}} {{tmp}}/c {LZ} --json=1", 2, "does not take", id="value")
+case(RC, "--quiet", f"recompress {{pool}} {{tmp}}/c {LZ} --quiet=1", 2, "does not take", id="value")
+case(RC, "ARGS", f"recompress {{pool}} {{tmp}}/c x {LZ}", 2, "unexpected extra argument", id="x")
 
 # -- bgcache compare -------------------------------------------------------------------------
 CO = "compare"

@@ -120,6 +120,12 @@ def syn(w: dict[str, Any], **kw: Any) -> object:
     return build_pool(pool, **args)
 
 
+def recompress(w: dict[str, Any], target: Path, **kw: Any) -> object:
+    from bgcache.store.recompress import recompress_pool
+
+    return recompress_pool(kw.pop("source", w["pool"]), target, codec=kw.pop("codec", "lz4"), **kw)
+
+
 # -- opening and reading pools ---------------------------------------------------------------
 row("open-missing", lambda w: open_pool(w["root"] / "nope"), PoolNotFoundError,
     FileNotFoundError, "does not exist: build one")  # fmt: skip
@@ -166,6 +172,20 @@ row("build-other-layout", lambda w: syn(w, pool=w["pool"], seed=2, block_events=
     PoolMismatchError, ValueError, "block_events=4")  # fmt: skip
 row("build-no-resume", lambda w: syn(w, pool=w["pool"], seed=2, resume=False), PoolExistsError,
     FileExistsError, "--no-resume")  # fmt: skip
+row("build-codec", lambda w: syn(w, codec="gzip"), UsageError, ValueError, "zstd, lz4, lz4hc")
+row("build-codec-level", lambda w: syn(w, codec="zstd:22"), UsageError, ValueError, "1..9")
+row("build-other-codec", lambda w: syn(w, pool=w["pool"], seed=2, codec="lz4hc"),
+    PoolMismatchError, ValueError, "zstd:1, not lz4hc:9")  # fmt: skip
+row("recompress-same", lambda w: recompress(w, w["pool"]), UsageError, ValueError,
+    "is the source pool")  # fmt: skip
+row("recompress-inside", lambda w: recompress(w, w["pool"] / "streams" / "x"), UsageError,
+    ValueError, "lies inside the source")  # fmt: skip
+row("recompress-codec", lambda w: recompress(w, w["root"] / "never", codec="lz4:0"), UsageError,
+    ValueError, "1..9")  # fmt: skip
+row("recompress-newer", lambda w: recompress(w, w["newer"]), PoolFormatError, ValueError,
+    "upgrade")  # fmt: skip
+row("recompress-missing", lambda w: recompress(w, w["root"] / "never", source=w["dir"]),
+    NotAPoolError, ValueError, "is not a pool")  # fmt: skip
 row("parse-shard", lambda w: parse_shard("1of4"), UsageError, ValueError, "K/N")
 row("scheduler-address", lambda w: check_address("tcp://h:0"), UsageError, ValueError, "tcp://")
 

@@ -125,6 +125,34 @@ def test_inspect_human_and_json(cli: Invoke, pool: Path) -> None:
     assert out["compression_ratio"] > 50
 
 
+def test_build_with_a_serving_codec(cli: Invoke, tmp_path: Path) -> None:
+    """--codec (or the config key) fixes a new pool's codec; inspect shows it; a later build
+    without --codec keeps it, one with another is refused."""
+    path = tmp_path / "p"
+    (tmp_path / "c.toml").write_text('[build]\ncodec = "lz4hc:3"\n')
+    result = cli(
+        "build", str(path), "-m", "synthetic", "-n", "4", "--config", str(tmp_path / "c.toml"), "-q"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "codec      lz4hc:3 (blosc lz4hc level 3, shuffle), crc32c"
+        in cli("inspect", str(path)).stdout
+    )
+    out = ok_json(cli("inspect", str(path), "--json"))
+    assert out["codec"] == "lz4hc:3" and out["layout"]["compression"]["clevel"] == 3
+    assert cli("build", str(path), "-m", "synthetic", "-n", "6", "-q").exit_code == 0
+    assert open_pool(path).layout.compression.codec == "lz4hc:3" and len(open_pool(path)) == 6
+    one_line_error(
+        cli("build", str(path), "-m", "synthetic", "-n", "8", "--codec", "zstd"),
+        1,
+        "compressed with lz4hc:3, not zstd:1",
+        "bgcache recompress",
+    )
+    default = tmp_path / "d"
+    assert cli("build", str(default), "-m", "synthetic", "-n", "2", "-q").exit_code == 0
+    assert ok_json(cli("inspect", str(default), "--json"))["codec"] == "zstd:1"
+
+
 def test_inspect_stats_and_plot(cli: Invoke, pool: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     png = tmp_path / "pool.png"
@@ -250,7 +278,7 @@ def test_reading_commands_on_non_pools(cli: Invoke, tmp_path: Path, command: str
     one_line_error(cli(command, str(tmp_path / "d")), 1, "is not a pool")
 
 
-@pytest.mark.parametrize("command", ["build", "inspect", "verify", "plan"])
+@pytest.mark.parametrize("command", ["build", "inspect", "verify", "plan", "recompress"])
 def test_help_has_examples(cli: Invoke, command: str) -> None:
     result = cli(command, "--help")
     assert result.exit_code == 0

@@ -76,6 +76,24 @@ def test_one_job_hands_out_every_pool_event_once_in_draw_order(
     assert overlay.stats.from_pool == 40 and overlay.stats.read_seconds > 0
 
 
+@pytest.mark.parametrize("prefetch", [0, 2], ids=["no-prefetch", "prefetch"])
+def test_packed_windows_hand_out_the_same_draw(pool_path: Path, prefetch: int) -> None:
+    """``packed=True`` hands the reader's buffers over (next_packed, no copy) and splits them
+    on next_event: the same events and keys as the default, the fallback's events packed."""
+    want, want_sources, _ = draw(pool_path, 14, seed=3, job=1, njobs=4)
+    with PoolOverlay(pool_path, seed=3, job=1, njobs=4, packed=True, prefetch=prefetch) as overlay:
+        got = []
+        for i in range(14):
+            packed = overlay.next_packed() if i % 2 == 0 else None
+            got.append(packed.unpack() if packed is not None else overlay.next_event())
+            assert overlay.last == want_sources[i]
+            if packed is not None and i < 10:  # a pool event: a view into the window's buffer
+                assert packed.index_delta.base is not None
+    assert got == want
+    with PoolOverlay(pool_path, seed=3, job=1, njobs=4) as overlay:
+        assert overlay.next_packed().unpack() == want[0]  # the default splits, then packs
+
+
 def test_same_seed_same_sequence_other_seed_other_start(pool_path: Path) -> None:
     a = [k for _, k in draw(pool_path, 12, seed=5, on_exhausted="error")[1]]
     b = [k for _, k in draw(pool_path, 12, seed=5, on_exhausted="error")[1]]

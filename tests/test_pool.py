@@ -478,3 +478,40 @@ def test_location_is_checked_before_the_model_loads(tmp_path: Path) -> None:
     with pytest.raises(NotAPoolError, match="is a file, so no directory"):
         build_pool(tmp_path / "f" / "p", model="synthetic", events=2)
     assert (tmp_path / "f").read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("deltas", "message"),
+    [
+        ([7_000_000, 1_000_000], "event 1 has pixels beyond the detector"),
+        ([4_000_000_000, 294_967_297], "event 1 has pixels beyond the detector"),
+        ([5, 0], "unsorted or repeated pixels"),
+    ],
+    ids=["beyond", "wraps-uint32", "repeated"],
+)
+def test_a_reader_refuses_events_off_the_detector(
+    tmp_path: Path, deltas: list[int], message: str
+) -> None:
+    """Columns whose checksums hold but whose running sum leaves the detector, also where a
+    uint32 sum would wrap back onto it (the last value alone would look sound), are refused
+    by every read, and verify reports them."""
+    from bgcache.errors import CorruptBlockError
+    from bgcache.store.pool import open_storage
+    from bgcache.store.records import read_root_record
+    from bgcache.store.writer import PoolWriter
+
+    build_pool(tmp_path / "p", model="synthetic", events=1)
+    storage = open_storage(tmp_path / "p")
+    writer = PoolWriter(storage, read_root_record(storage))
+    writer.ensure_stream(8)
+    block = PackedBlock(
+        np.array([1, 2], np.uint32), np.array([3, *deltas], np.uint32), np.ones(3, np.uint8)
+    )
+    writer.write_packed(8, 0, block)
+    pool = open_pool(tmp_path / "p")
+    info = pool.block_list[-1]
+    for read in (lambda: pool.read_block(info), lambda: pool.read_window(info, 1, 2)):
+        with pytest.raises(CorruptBlockError, match=message):
+            read()
+    assert pool.read_events(info, 0, 1)[0].pixel_index.tolist() == [3]
+    assert not verify_pool(pool).ok

@@ -20,9 +20,12 @@ What the module does in each basf2 phase:
   pool, the model and, if the job may have to generate, the checkpoint (by opening a
   :class:`~bgcache.overlay.PoolOverlay`): a job fails at its start, not hours later;
 * ``event``: replaces the collection's content (BGOverlayInput's digits) with the next pool
-  event in one call, never a Python loop over hits: basf2's ``PyStoreArray.fillArray``
-  where the release has it, else a filler compiled by cling (the first event of a process
-  opens its overlay, with prefetch);
+  event in one call, never a Python loop over hits: a C++ loop compiled by cling takes the
+  window's decoded buffers as the overlay's prefetch threads left them and stores the
+  digits, with the GIL released (or basf2's ``PyStoreArray.fillArray`` where the release's
+  PXDDigit is not the basf2 header's; see :func:`~bgcache.adapters._digits.select_filler`).
+  The first event of a process opens its overlay, with prefetch, and the first one with hits
+  is read back through PXDDigit's getters;
 * ``terminate``: closes the overlay and logs its counters (``B2INFO``).
 
 Parallel processing (``basf2 -p N``): basf2 calls ``initialize`` before it forks the
@@ -62,6 +65,7 @@ from bgcache.errors import (
 )
 from bgcache.overlay import OverlayStats, PoolOverlay
 from bgcache.seeding import seed_from_string, validate_seed
+from bgcache.store.columns import PackedEvent
 from bgcache.store.pool import Pool, open_pool
 
 #: basf2 name of the module.
@@ -331,6 +335,7 @@ class _OverlayCore:
         self._array: Any = None
         self.filler: Filler | None = None
         self.fill_stats = FillStats()
+        self._verified = False  # the first event with hits is read back (Filler.verify)
 
     def _extension(self) -> str:
         """The collection extension: the parameter, else BGOverlayInput's BackgroundInfo."""
@@ -370,6 +375,7 @@ class _OverlayCore:
             checkpoint=p.checkpoint,
             nintra=p.nintra,
             ninter=p.ninter,
+            packed=True,  # the filler takes the window's decoded buffers as they are
         )
 
     def initialize(self) -> None:
@@ -447,18 +453,42 @@ class _OverlayCore:
         if self._pid != os.getpid():
             self._enter_process()
         assert self.overlay is not None and self.filler is not None
-        event = self.overlay.next_event()
+        event = self.overlay.next_packed()
         t0 = time.perf_counter()
-        # replaces BGOverlayInput's digits of this event, in one call into C++
+        # replaces BGOverlayInput's digits of this event, in one call into C++ (GIL released)
         self.filler(self._array, event)
-        seconds = time.perf_counter() - t0
         n_hits = event.n_hits
+        if not self._verified and n_hits:
+            self._verify(event)
+        seconds = time.perf_counter() - t0
         if self.filler.path == "python" and self.fill_stats.events == 0 and n_hits:
             self.basf2.B2WARNING(
                 f"{MODULE_NAME}: the per-hit fill took {seconds:.2f} s for {n_hits} digits "
                 f"({seconds / n_hits * 1e6:.1f} us a digit)"
             )
         self.fill_stats.add(n_hits, seconds)
+
+    def _verify(self, event: PackedEvent) -> None:
+        """Check the first event with hits filled in this process against the pool event,
+        read back through PXDDigit's getters; on a difference, warn and take the fallback
+        (and fill the event again with it)."""
+        assert self.filler is not None
+        self._verified = True
+        if self.filler.verify is None:
+            return
+        problem = self.filler.verify(self._array, event)
+        if problem is None:
+            return
+        assert self.filler.fallback is not None  # every filler that verifies has one
+        fallback = self.filler.fallback()
+        self.basf2.B2WARNING(
+            f"{MODULE_NAME}: the first event filled by {self.filler.path} does not read back "
+            f"as the pool event ({problem}): the dictionary's PXDDigit members do not mean "
+            f"what the basf2 header's do; fills by {fallback.path} from now on "
+            f"({fallback.reason})"
+        )
+        self.filler = fallback
+        fallback(self._array, event)
 
     def terminate(self) -> None:
         """Close the overlay; log its counters if this process drew events."""
@@ -572,9 +602,11 @@ def PXDBackgroundOverlayModule(
         bkg_info_name: the BackgroundInfo object to read the extension from: the
             ``bkgInfoName`` of the BGOverlayInput whose PXD digits are replaced (``""`` is
             the default name, as in basf2).
-        fill: how digits go into the array: ``"auto"`` (``PyStoreArray.fillArray`` where the
-            release has it, else a filler compiled by cling), or one of ``"fillArray"``,
-            ``"cling"``, ``"python"`` (a per-hit loop, ~100x slower) to force one.
+        fill: how digits go into the array: ``"auto"`` (the fastest path correct on the
+            release: the filler compiled by cling storing the members, else
+            ``PyStoreArray.fillArray``, else cling constructing each digit, else a per-hit
+            loop), or one of ``"fillArray"``, ``"cling"``, ``"python"`` (a per-hit loop,
+            ~100x slower) to force one.
 
     Returns:
         A ``basf2.Module`` instance named ``PXDBackgroundOverlay``.

@@ -38,6 +38,7 @@ from bgcache.cli import (
     inspect_cmd,
     models_cmd,
     plan_cmd,
+    recompress_cmd,
     verify_cmd,
 )
 from bgcache.cli._config import config_origin
@@ -198,6 +199,7 @@ app.command("build")(build_cmd.build)
 app.command("inspect")(inspect_cmd.inspect_pool)
 app.command("verify")(verify_cmd.verify)
 app.command("gc")(gc_cmd.gc)
+app.command("recompress")(recompress_cmd.recompress)
 app.command("import")(import_cmd.import_files)
 app.command("compare")(compare_cmd.compare)
 app.command("plan")(plan_cmd.plan)

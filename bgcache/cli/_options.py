@@ -76,6 +76,10 @@ def _checked_by(target: str, doc: str) -> Any:
 check_shard = _checked_by(
     "bgcache.build:parse_shard", "Callback of ``--shard``: ``K/N``, 0 <= K < N."
 )
+check_codec = _checked_by(
+    "bgcache.store.format:parse_codec",
+    "Callback of ``--codec``: ``zstd``, ``lz4`` or ``lz4hc``, optionally ``:LEVEL`` (1..9).",
+)
 check_scheduler = _checked_by(
     "bgcache.distributed:check_address",
     "Callback of ``--scheduler``: a Dask scheduler address ``tcp://HOST:PORT``.",

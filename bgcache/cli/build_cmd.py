@@ -21,6 +21,7 @@ from bgcache.cli._options import (
     PrecisionOption,
     QuietOption,
     SeedOption,
+    check_codec,
     check_scheduler,
     check_shard,
 )
@@ -89,6 +90,22 @@ def build(
     ninter: NinterOption = 1,
     optimize: OptimizeOption = True,
     precision: PrecisionOption = "fp32",
+    codec: Annotated[
+        str | None,
+        typer.Option(
+            "--codec",
+            envvar="BGCACHE_CODEC",
+            callback=check_codec,
+            metavar="NAME[:LEVEL]",
+            show_default=False,
+            help=(
+                "Chunk codec of a NEW pool: zstd (zstd:1, the default: smallest), lz4 (lz4:9) "
+                "or lz4hc (lz4hc:9), which decode 4-5x faster from 1.4-1.6x the bytes; LEVEL "
+                "1..9. An existing pool keeps its own ('bgcache recompress' copies a pool "
+                "under another)."
+            ),
+        ),
+    ] = None,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -161,6 +178,7 @@ def build(
         bgcache build demo-pool --model synthetic --events 5000
         bgcache build demo-pool --config configs/demo.toml
         bgcache build demo-pool -m synthetic -n 5000 --seed 2 -j 2
+        bgcache build serving-pool -m synthetic -n 5000 --codec lz4
         bgcache checkpoint init --model convnet -o demo.pt
         bgcache build convnet-pool -m convnet -c demo.pt -n 64 --nintra 2
         bgcache build big-pool -m convnet -c demo.pt -n 100000 --shard 3/10
@@ -199,6 +217,7 @@ def build(
                 ninter=ninter,
                 optimize=optimize,
                 precision=precision,
+                codec=codec,
                 shard=shard,
                 resume=resume,
                 workers=workers,

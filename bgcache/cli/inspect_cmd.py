@@ -222,8 +222,8 @@ def _print_description(info: dict[str, Any]) -> None:
             + f"{info['compression_ratio']:.0f}x smaller than dense ({fmt_int(info['dense_bytes_per_event'])} B)"
         )
     out.print(
-        f"codec      blosc {comp['cname']} level {comp['clevel']}, {comp['shuffle']}, "
-        f"{layout['checksum']}; {fmt_int(layout['chunk_hits'])} hits per chunk"
+        f"codec      {info['codec']} (blosc {comp['cname']} level {comp['clevel']}, "
+        f"{comp['shuffle']}), {layout['checksum']}; {fmt_int(layout['chunk_hits'])} hits per chunk"
     )
     created = info.get("created") or "?"
     software = info.get("software", {})

@@ -7,13 +7,21 @@ Layers, bottom up: :mod:`~bgcache.store.columns` (column encoding of a block of 
 :mod:`~bgcache.store.catalog` (which blocks are complete), :mod:`~bgcache.store.records`
 (the records in the metadata documents: root record, block markers),
 :mod:`~bgcache.store.pool` (open and read), :mod:`~bgcache.store.writer` (create and
-write) and :mod:`~bgcache.store.verify` (check everything, through the reader). Nothing
-here imports torch.
+write), :mod:`~bgcache.store.verify` (check everything, through the reader) and
+:mod:`~bgcache.store.recompress` (copy a pool under another codec). Nothing here imports
+torch.
 """
 
 from __future__ import annotations
 
-from bgcache.store.columns import PackedBlock, check_block, pack_block, unpack_block, unpack_event
+from bgcache.store.columns import (
+    PackedBlock,
+    PackedEvent,
+    check_block,
+    pack_block,
+    unpack_block,
+    unpack_event,
+)
 from bgcache.store.format import FORMAT_NAME, FORMAT_VERSION, Layout
 from bgcache.store.pool import BlockInfo, Pool, open_pool
 
@@ -23,6 +31,7 @@ __all__ = [
     "BlockInfo",
     "Layout",
     "PackedBlock",
+    "PackedEvent",
     "Pool",
     "check_block",
     "open_pool",

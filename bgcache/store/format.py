@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from bgcache.errors import UsageError, did_you_mean
+
 #: ``attributes["bgcache"]["format"]`` of every pool.
 FORMAT_NAME = "bgcache-pool"
 #: Version of this layout; readers refuse pools of a newer version.
@@ -70,6 +72,11 @@ MAX_CHUNK_HITS = 2**24
 #: Blosc codecs and shuffles a pool's layout may name (what numcodecs' Blosc has).
 BLOSC_CNAMES = ("blosclz", "lz4", "lz4hc", "zlib", "zstd")
 SHUFFLES = ("noshuffle", "shuffle", "bitshuffle")
+#: Codecs a new pool can be built or recompressed with (``--codec NAME[:LEVEL]``), each with
+#: the level its name alone means: zstd-1, the default, is the smallest of those measured
+#: and cheap to encode; lz4 and lz4hc decode 4-5x faster from 1.4-1.6x the bytes (lz4hc
+#: encodes ~25x slower than lz4 for 12 % fewer bytes). docs/performance.md has the figures.
+CODECS = {"zstd": 1, "lz4": 9, "lz4hc": 9}
 
 _BLOCK_RE = re.compile(r"^(0|[1-9][0-9]*)(?:~([1-9][0-9]*))?$")
 
@@ -111,6 +118,46 @@ class Compression:
         if shuffle not in SHUFFLES:
             raise ValueError(f"unknown shuffle {str(shuffle)[:40]!r}")
         return cls(cname, clevel, shuffle)
+
+    @property
+    def codec(self) -> str:
+        """The codec as ``--codec`` spells it: ``NAME:LEVEL`` (``zstd:1``)."""
+        return f"{self.cname}:{self.clevel}"
+
+
+def parse_codec(text: str | Compression) -> Compression:
+    """The compression of ``--codec NAME[:LEVEL]``: NAME one of zstd, lz4, lz4hc, LEVEL 1..9
+    (default: the level of :data:`CODECS`), byte shuffle.
+
+    Raises:
+        UsageError: another name, or a level that is not an integer in 1..9.
+
+    Example:
+        >>> parse_codec("lz4hc:5")
+        Compression(cname='lz4hc', clevel=5, shuffle='shuffle')
+        >>> parse_codec("zstd").codec
+        'zstd:1'
+        >>> parse_codec("zstd:0")
+        Traceback (most recent call last):
+        ...
+        bgcache.errors.UsageError: codec 'zstd:0': the level must be an integer in 1..9 (e.g. zstd:1)
+    """
+    if isinstance(text, Compression):
+        return text
+    name, sep, level = str(text).strip().partition(":")
+    name = name.lower()
+    if name not in CODECS:
+        raise UsageError(
+            f"codec {str(text)[:40]!r} is not one of {', '.join(CODECS)} (NAME or NAME:LEVEL, "
+            f"e.g. lz4 or zstd:1){did_you_mean(name, tuple(CODECS))}"
+        )
+    if not sep:
+        return Compression(name, CODECS[name])
+    if not (level.isascii() and level.isdigit() and 1 <= int(level) <= 9):
+        raise UsageError(
+            f"codec {str(text)[:40]!r}: the level must be an integer in 1..9 (e.g. {name}:{CODECS[name]})"
+        )
+    return Compression(name, int(level))
 
 
 @dataclass(frozen=True)
@@ -292,6 +339,7 @@ def array_document(
 
 __all__ = [
     "ATTRS_KEY",
+    "CODECS",
     "COLUMNS",
     "COLUMN_DTYPES",
     "DEFAULT_BLOCK_EVENTS",
@@ -314,6 +362,7 @@ __all__ = [
     "group_document",
     "marker_key",
     "parse_block_name",
+    "parse_codec",
     "seed_of_stream",
     "stream_document_key",
     "stream_name",

@@ -35,7 +35,7 @@ from bgcache.errors import (
     PositionError,
     UsageError,
 )
-from bgcache.geometry import DENSE_EVENT_BYTES, N_SENSORS
+from bgcache.geometry import DENSE_EVENT_BYTES, N_SENSORS, PIXELS_PER_SENSOR
 from bgcache.hits import SparseEvent
 from bgcache.seeding import EventKey, validate_index, validate_seed
 from bgcache.store.catalog import (
@@ -73,6 +73,8 @@ from bgcache.store.storage import LocalStorage, Storage
 
 #: Blocks whose marker and counts a reader keeps in memory.
 _CACHE_BLOCKS = 64
+#: Pixels of the detector: every packed pixel index is below it.
+_N_PIXELS = N_SENSORS * PIXELS_PER_SENSOR
 
 
 class Pool:
@@ -364,19 +366,21 @@ class Pool:
     def read_block(self, info: BlockInfo) -> list[SparseEvent]:
         """All events of one block, in index order."""
         columns = self.read_columns(info)
-        where = self._where(info)
-        _check_columns(columns, where)
-        events = unpack_block(columns)
-        for i, event in enumerate(events):
-            _check_bounds(event, where, i)
-        return events
+        _check_columns(columns, self._where(info))
+        return unpack_block(columns)
 
-    def read_events(self, info: BlockInfo, start: int, stop: int) -> list[SparseEvent]:
-        """Events ``start .. stop - 1`` (offsets in the block) of one block.
+    def read_window(self, info: BlockInfo, start: int, stop: int) -> PackedBlock:
+        """The decoded columns of events ``start .. stop - 1`` (offsets in the block) of one
+        block, checked as every event a reader hands out is: each event's pixel indices
+        strictly increase and stay on the detector, and its charges are > 0.
 
         Reads only the inner chunks they span: memory stays proportional to ``stop - start``
         (a whole block of 256 events decodes to ~90 MB of columns; the overlay reads windows
-        of a few events).
+        of a few events). :meth:`read_events` splits them into hit columns; the basf2
+        module's filler takes them as they are (:meth:`PackedBlock.events`).
+
+        Raises:
+            CorruptBlockError: the marker, the counts or a column is missing or damaged.
         """
         if not 0 <= start <= stop <= info.n_events:
             raise UsageError(
@@ -405,11 +409,13 @@ class Pool:
                 index=self._shard_index(info, column, n_hits) if last > first else None,
             )
         columns = PackedBlock(counts[start:stop], cols["index"], cols["charge"])
-        _check_columns(columns, where)
-        events = unpack_block(columns)
-        for i, event in enumerate(events):
-            _check_bounds(event, where, start + i)
-        return events
+        _check_columns(columns, where, start)
+        return columns
+
+    def read_events(self, info: BlockInfo, start: int, stop: int) -> list[SparseEvent]:
+        """Events ``start .. stop - 1`` (offsets in the block) of one block
+        (:meth:`read_window`, split into hit columns)."""
+        return unpack_block(self.read_window(info, start, stop))
 
     def blocks(
         self, start: int = 0, stop: int | None = None
@@ -493,6 +499,7 @@ class Pool:
             "created": self.record.get("created"),
             "software": self.record.get("software", {}),
             "layout": self.record["layout"],
+            "codec": self.layout.compression.codec,
             "events": n,
             "blocks": len(self._catalog.blocks),
             "hits": hits,
@@ -512,21 +519,28 @@ class Pool:
         return f"<Pool {self.url!r}: {self.n_events} events of {self.model}{flag}, {len(self._catalog.blocks)} blocks>"
 
 
-def _check_columns(block: PackedBlock, where: str) -> None:
+def _check_columns(block: PackedBlock, where: str, first: int = 0) -> None:
     """Cheap content checks of decoded columns, so that a reader never hands out an event
-    that breaks the format's invariants even if its checksums hold (a writer bug):
-    indices strictly increasing within each event, in bounds, and charges > 0."""
+    that breaks the format's invariants even if its checksums hold (a writer bug or a
+    hostile pool): indices strictly increasing within each event (no delta 0 but at an
+    event's start), on the detector (each event's sum of deltas, taken in uint64, below
+    40*250*768: then no uint32 running sum wraps either), and charges > 0. ``first`` is the
+    offset in its block of the window's first event (for the message). About 0.03 ms an
+    event of 69,000 hits; the check it replaced, of each event's last value after a uint32
+    running sum, let a wrapped event through."""
     offsets = block.offsets.astype(np.int64)
     zeros = np.flatnonzero(block.index_delta == 0)
     if zeros.size and not bool(np.isin(zeros, offsets[:-1]).all()):
         raise CorruptBlockError(f"{where}: an event has unsorted or repeated pixels")
     if block.charge.size and int(block.charge.min()) == 0:
         raise CorruptBlockError(f"{where}: an event has hits with charge 0")
-
-
-def _check_bounds(event: SparseEvent, where: str, offset: int) -> None:
-    if event.n_hits and int(event.sensor[-1]) >= N_SENSORS:
-        raise CorruptBlockError(f"{where}: event {offset} has pixels beyond the detector")
+    nonempty = np.flatnonzero(block.counts)
+    if nonempty.size:
+        sums = np.add.reduceat(block.index_delta, offsets[nonempty], dtype=np.uint64)
+        beyond = np.flatnonzero(sums >= _N_PIXELS)
+        if beyond.size:
+            offset = first + int(nonempty[beyond[0]])
+            raise CorruptBlockError(f"{where}: event {offset} has pixels beyond the detector")
 
 
 # -- opening and creating ----------------------------------------------------------------

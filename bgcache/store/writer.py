@@ -25,7 +25,7 @@ from typing import Any
 
 from bgcache.errors import NotAPoolError, PoolMismatchError, UsageError
 from bgcache.hits import SparseEvent
-from bgcache.store.columns import pack_block
+from bgcache.store.columns import PackedBlock, pack_block
 from bgcache.store.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -82,10 +82,21 @@ class PoolWriter(Pool):
             events: the events of keys ``block*B ..``, at most ``block_events`` of them.
             extra: more fields for the block's marker (generation time...).
         """
-        n = len(events)
+        return self.write_packed(seed, block, pack_block(events), extra=extra)
+
+    def write_packed(
+        self,
+        seed: int,
+        block: int,
+        packed: PackedBlock,
+        *,
+        extra: Mapping[str, Any] | None = None,
+    ) -> tuple[str, int]:
+        """Write one block from its columns (:meth:`write_block` of events already packed:
+        what ``bgcache recompress`` re-encodes); returns (its name, bytes written)."""
+        n = packed.n_events
         if not 1 <= n <= self.layout.block_events:
             raise UsageError(f"a block holds 1..{self.layout.block_events} events, got {n}")
-        packed = pack_block(events)
         name = block_name(block, n, self.layout.block_events)
         path = block_path(seed, name)
         comp = self.layout.compression
@@ -263,6 +274,12 @@ def create_or_open_pool(
         )
     if layout is not None and Layout.from_dict(record["layout"]) != layout:
         have = Layout.from_dict(record["layout"])
+        if have.compression != layout.compression:
+            raise PoolMismatchError(
+                f"pool '{storage.url}' is compressed with {have.compression.codec}, not "
+                f"{layout.compression.codec}: a pool's codec is fixed when it is created; leave "
+                "--codec out, or make a copy under another codec with 'bgcache recompress'"
+            )
         raise PoolMismatchError(
             f"pool '{storage.url}' has block_events={have.block_events}, chunk_hits={have.chunk_hits}: "
             "a pool's layout is fixed when it is created; leave --block-events out or use the pool's value"
