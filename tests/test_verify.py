@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import Result
 
 from bgcache.build import build_pool
 from bgcache.errors import CorruptBlockError
@@ -123,3 +124,18 @@ def test_stale_summary_is_a_warning(pool: Path) -> None:
     assert report.ok and [w.kind for w in report.warnings] == ["summary"]
     build_pool(pool, model="synthetic", events=24)  # any build refreshes it
     assert not verify_pool(pool).warnings
+
+
+def test_directories_nested_deeper_than_any_pool_are_refused(
+    pool: Path, cli: Callable[..., Result]
+) -> None:
+    """A hostile pool nests directories 40 deep inside a block: verify says where in one
+    line (before, a walk descended any depth, and thousands of levels ended in a
+    RecursionError traceback)."""
+    deep = pool / BLOCK / "/".join(["d"] * 40)
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"x")
+    result = cli("verify", str(pool))
+    assert result.exit_code == 1
+    err = result.stderr
+    assert err.count("\n") == 1 and "nests directories deeper than 16" in err, err

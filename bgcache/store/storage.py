@@ -34,6 +34,7 @@ from typing import Literal, Protocol
 
 from bgcache.errors import NotAPoolError, PoolObjectError, PoolWriteError
 from bgcache.store.format import PARTIAL_SUFFIX
+from bgcache.store.remote_limits import MAX_WALK_DEPTH
 
 #: What is at a pool location: nothing, a plain file/object, an empty or a non-empty folder.
 State = Literal["missing", "file", "empty", "dir"]
@@ -270,8 +271,18 @@ class LocalStorage:
         """Every object under ``prefix`` as ``(key, size)``, in sorted order.
 
         Raises:
-            PoolObjectError: an entry is a link, a device, a named pipe or unreadable.
+            PoolObjectError: an entry is a link, a device, a named pipe or unreadable, or
+                directories nest deeper than
+                :data:`~bgcache.store.remote_limits.MAX_WALK_DEPTH` (no pool's do; the
+                remote backends' bound, so that a hostile pool nested thousands deep is
+                refused naming the place instead of ending in a RecursionError).
         """
+        if prefix.count("/") >= MAX_WALK_DEPTH:
+            raise PoolObjectError(
+                f"pool '{self.url}': '{prefix}' nests directories deeper than "
+                f"{MAX_WALK_DEPTH}, deeper than any pool's (damaged or hostile pool): "
+                "remove what is below it"
+            )
         for name in self.children(prefix):
             key = f"{prefix}/{name}" if prefix else name
             try:
