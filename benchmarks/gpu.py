@@ -1,9 +1,12 @@
 """The batched GAN build path on a GPU: events/s per model and precision, a scan over
 ``batch_events`` (events per forward pass), peak GPU memory, the time of hit extraction (also
 against numpy on a dense host copy, the path before the GPU build path),
-and the fraction of events (and pixels) whose hits differ from the CPU fp32 result.
+and the fraction of events (and pixels) whose hits differ from the CPU fp32 result; what
+``precision="auto"`` picks on the device, and with ``--gate-events N`` the fidelity gate
+(bgcache.fidelity) of each reduced precision against fp32 on the device, over N keys (the
+contract: 200), so one command fills the GPU tables of docs/performance.md and docs/models.md.
 
-Run:  python benchmarks/gpu.py                                  (all models, on cuda)
+Run:  python benchmarks/gpu.py --gate-events 200                (all models, on cuda)
       python benchmarks/gpu.py --models convnet --batches 1 4 16 --precisions fp32 bf16
       python benchmarks/gpu.py --device cpu --models resnet --batches 1 2 --events 2
 Prints a markdown table (paste into docs/performance.md) and, with --json, raw figures.
@@ -141,7 +144,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["convnet", "resnet", "ieagan"])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "fp16"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16-mixed", "bf16", "fp16"])
+    parser.add_argument(
+        "--gate-events", type=int, default=0, help="keys of the fidelity gate's pools (0: no gate)"
+    )
+    parser.add_argument(
+        "--gate-batch", type=int, default=8, help="batch_events of the gate's builds"
+    )
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8, 16, 32])
     parser.add_argument("--events", type=int, default=64, help="events timed per configuration")
     parser.add_argument("--reference-events", type=int, default=4)
@@ -156,9 +165,17 @@ def main() -> None:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("no CUDA device here: run with --device cpu to check the script on the CPU")
-    print(f"device: {device_name(args.device)}", file=sys.stderr)
+    from bgcache.models._torch import device_capabilities
+
+    caps = device_capabilities(args.device)
+    print(
+        f"device: {device_name(args.device)}; {caps.device_class} ({caps.description})",
+        file=sys.stderr,
+    )
     extraction = bench_extraction(args.device)
     rows = []
+    autos: dict[str, str] = {}
+    gates: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             ckpt = init_checkpoint(name, Path(tmp) / f"{name}.pt", seed=3).path
@@ -166,6 +183,11 @@ def main() -> None:
             n_ref = min(args.reference_events, args.events)
             reference = cpu.events([(7, i) for i in range(n_ref)])
             del cpu
+            auto = load_model(name, ckpt, device=args.device, precision="auto")
+            autos[name] = f"{auto.precision} ({auto.precision_reason})"
+            del auto
+            if args.gate_events:
+                gates += gate(name, ckpt, args, Path(tmp))
             for precision in args.precisions:
                 for batch in args.batches:
                     try:
@@ -191,10 +213,20 @@ def main() -> None:
                     if args.device.startswith("cuda"):
                         torch.cuda.empty_cache()
     if args.json:
-        out = {"device": device_name(args.device), "extraction": extraction, "rows": rows}
+        out = {
+            "device": device_name(args.device),
+            "device_class": caps.device_class,
+            "auto": autos,
+            "extraction": extraction,
+            "rows": rows,
+            "gate": gates,
+        }
         print(json.dumps(out, indent=1))
         return
-    print(f"Device: {device_name(args.device)}\n")
+    print(f"Device: {device_name(args.device)}; {caps.device_class} ({caps.description})\n")
+    for name, text in autos.items():
+        print(f"- auto on {name}: {text}")
+    print()
     e = extraction
     print(
         f"Hit extraction of one event ({e['hits']:,} hits): copy to the host + numpy "
@@ -217,6 +249,54 @@ def main() -> None:
             f"| {r['extract_ms_per_event']:.1f} "
             f"| {r['events_differ']:.0%} of {r['compared']} | {r['pixels_differ']:.1e} |"
         )
+
+    if gates:
+        print(
+            f"\nFidelity gate on {args.device}, {args.gate_events} keys, batch_events "
+            f"{args.gate_batch}:\n"
+        )
+        print(
+            "| model | precision | mean occupancy | worst sensor | charge KS (fp32 halves) | cluster size KS (fp32 halves) | compare | gate |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for g in gates:
+            c = {x["name"]: x for x in g["criteria"]}
+            print(
+                f"| {g['model']} | {g['pool']['precision']} | {c['occupancy']['text'].split(' against')[0]} "
+                f"| {c['sensors']['text'].split(' of its')[0].removeprefix('worst ')} "
+                f"| {c['charge']['value']:.5f} ({c['charge']['limit']:.5f}) "
+                f"| {c['cluster_size']['value']:.5f} ({c['cluster_size']['limit']:.5f}) "
+                f"| {'compatible' if c['compare']['passed'] else 'differs'} | {'pass' if g['passed'] else 'FAIL'} |"
+            )
+
+
+def gate(name: str, ckpt: Path, args: Any, tmp: Path) -> list[dict[str, Any]]:
+    """The fidelity gate of every reduced precision of ``args.precisions`` on the device:
+    pools of the same ``args.gate_events`` keys in fp32 and in each, judged by
+    :func:`bgcache.fidelity.fidelity_gate`."""
+    from bgcache import build_pool, open_pool
+    from bgcache.fidelity import fidelity_gate
+
+    def pool(precision: str) -> Any:
+        path = tmp / f"gate-{name}-{precision}"
+        build_pool(
+            path, model=name, checkpoint=ckpt, events=args.gate_events, seed=11,
+            device=args.device, precision=precision, batch_events=args.gate_batch,
+            nintra=args.threads,
+        )  # fmt: skip
+        return open_pool(path)
+
+    reference = pool("fp32")
+    out = []
+    for precision in args.precisions:
+        if precision != "fp32":
+            report = fidelity_gate(pool(precision), reference, events=args.gate_events)
+            report["model"] = name
+            out.append(report)
+            print(
+                json.dumps({k: report[k] for k in ("model", "passed", "criteria")}), file=sys.stderr
+            )
+    return out
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bgcache.errors import DeviceError
 from bgcache.hits import SparseEvent
 from bgcache.models import load_model
 from bgcache.seeding import EventKey
@@ -134,7 +135,16 @@ def load_generator(options: dict[str, Any]) -> Any:
     """The generator of a build's ``options`` (model, checkpoint and the
     :func:`bgcache.models.load_model` keywords), as every process of a build loads it."""
     opts = dict(options)
-    return load_model(opts.pop("model"), opts.pop("checkpoint"), **opts)
+    expected_class = opts.pop("device_class", None)
+    gen = load_model(opts.pop("model"), opts.pop("checkpoint"), **opts)
+    made_on = gen.metadata().get("device_class") if expected_class is not None else None
+    if expected_class is not None and made_on != expected_class:
+        raise DeviceError(
+            f"this worker's device is {made_on}, the build's {expected_class}: "
+            f"{opts.get('precision')} events depend on the kernels of the device class; run "
+            "every worker of a reduced-precision build on one class (or build in fp32)"
+        )
+    return gen
 
 
 def open_writer(url: str) -> PoolWriter:

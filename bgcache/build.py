@@ -40,8 +40,9 @@ from bgcache.block_tasks import (
     open_writer,
     write_task,
 )
-from bgcache.errors import PoolExistsError, UsageError
+from bgcache.errors import PoolExistsError, PoolMismatchError, UsageError
 from bgcache.models import get_spec, validate_threads
+from bgcache.models.precision import CONCRETE_PRECISIONS, check_precision
 from bgcache.seeding import validate_index, validate_seed
 from bgcache.store.format import (
     DEFAULT_BLOCK_EVENTS,
@@ -189,7 +190,7 @@ def build_pool(
     nintra: int = 1,
     ninter: int = 1,
     optimize: bool = True,
-    precision: str = "fp32",
+    precision: str = "auto",
     codec: str | Compression | None = None,
     shard: str | tuple[int, int] | None = None,
     resume: bool = True,
@@ -210,7 +211,11 @@ def build_pool(
             CPU, 8 on a CUDA device; there it is part of the content, recorded in the pool,
             and an existing CUDA pool keeps its own); other models: events per generator
             call (default 32). On a CPU the content does not depend on it.
-        device, nintra, ninter, optimize, precision: as :func:`bgcache.models.load_model`.
+        device, nintra, ninter, optimize, precision: as :func:`bgcache.models.load_model`;
+            ``precision="auto"`` (default) keeps an existing pool's precision, else runs
+            bf16-mixed where the device has bf16 matrix hardware and the model passed the
+            fidelity gate, fp32 elsewhere (:mod:`bgcache.models.precision`); the result's
+            notes say which and why.
         codec: the chunk codec of a new pool, ``"zstd"``, ``"lz4"`` or ``"lz4hc"``, with
             an optional ``":LEVEL"`` (:func:`~bgcache.store.format.parse_codec`; default
             zstd:1); an existing pool keeps its own, and another codec is refused
@@ -278,6 +283,18 @@ def build_pool(
     _check_plan_size(first_index, events, layout.block_events, shard_kn)
     if spec.needs_torch and batch_events is None and existing is not None:
         batch_events = existing["content"].get("batch_events")  # a CUDA pool keeps its own
+    check_precision(precision)
+    auto_from_pool = False
+    if precision == "auto" and existing is not None and spec.needs_torch:
+        recorded = existing["content"].get("precision")
+        if recorded in CONCRETE_PRECISIONS:  # every event of a pool is of one precision
+            precision, auto_from_pool = str(recorded), True
+        if recorded == "bf16-mixed" and not optimize:  # said as the content check says it
+            raise PoolMismatchError(
+                f"pool '{storage.url}' holds other events than this build would make "
+                "(optimize: pool has True, this build False; bf16-mixed runs on the fast path "
+                "only): drop --no-optimize, or build into another pool"
+            )
     # how this process, worker processes and Dask workers load the generator
     options = {
         "model": model,
@@ -299,6 +316,10 @@ def build_pool(
         t0 = time.perf_counter()
         gen = load_generator(options)
         load_seconds = time.perf_counter() - t0
+        if spec.needs_torch:
+            # every process runs what this one resolved, on the same device class
+            options["precision"] = gen.precision
+            options["device_class"] = gen.metadata().get("device_class")
         batch = getattr(gen, "batch_events", None) or batch_events or _DEFAULT_BATCH
         content, hints = content_record(dict(gen.metadata()))
         target = create_or_open_pool(storage, content, layout, hints=hints)
@@ -314,6 +335,10 @@ def build_pool(
             load_seconds=load_seconds,
             workers=workers,
         )
+        if spec.needs_torch and precision == "auto":
+            result.notes.append(f"precision {gen.precision} (auto: {gen.precision_reason})")
+        elif auto_from_pool:
+            result.notes.append(f"precision {gen.precision} (auto: the pool's precision)")
         todo, total = plan_todo(target, result, seed, first_index, events, shard_kn, resume=resume)
         run = BuildRun(
             url=storage.absolute_url() if client is not None else storage.url,

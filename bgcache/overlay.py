@@ -154,6 +154,14 @@ class _Source:
                     content.get("device_type"),
                 )
             needs_torch = get_spec(self.pool.model).needs_torch
+            precision = str(content.get("precision", "fp32"))
+            if needs_torch:
+                from bgcache.models._torch import device_capabilities
+                from bgcache.models.precision import fallback_precision
+
+                precision, warning = fallback_precision(content, device_capabilities(self.device))
+                if warning is not None:
+                    log.warning("pool %s: %s", self.pool.url, warning)
             self._generator = load_generator(
                 {
                     "model": self.pool.model,
@@ -162,7 +170,7 @@ class _Source:
                     "optimize": bool(content.get("optimize", True)),
                     "nintra": self.nintra,
                     "ninter": self.ninter,
-                    "precision": str(content.get("precision", "fp32")),
+                    "precision": precision,
                     # one event per pass, or the forward-pass shape a CUDA pool records (its
                     # events then equal what a build would store, at the cost of a padded pass)
                     "batch_events": int(content.get("batch_events", 1)) if needs_torch else None,

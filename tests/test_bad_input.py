@@ -570,7 +570,15 @@ case(G, "--device", "generate -m resnet -c {resnet} --device cuda", 1, "no CUDA 
 case(G, "--nintra", f"{GS} --nintra 0", 2, "nintra", ">= 1", id="zero")
 case(G, "--ninter", f"{GS} --ninter -1", 2, "ninter", ">= 1", id="negative")
 case(G, "--optimize", f"{GS} --no-optimize=1", 2, "does not take a value", id="value")
-case(G, "--precision", f"{GS} --precision fp8", 2, "'--precision'", "fp32, bf16, fp16", id="fp8")
+case(
+    G,
+    "--precision",
+    f"{GS} --precision fp8",
+    2,
+    "'--precision'",
+    "auto, fp32, bf16-mixed, bf16, fp16",
+    id="fp8",
+)
 case(G, "--precision", "generate -m resnet -c {resnet} --precision fp8", 2, "'--precision'",
      id="gan-fp8", needs="torch")  # fmt: skip
 case(G, "--json", f"{GS} --json=1", 2, "does not take a value", id="value")

@@ -179,3 +179,27 @@ def test_cuda_events_are_close_to_cpu_fp32(
         # bf16 changed 3.5e-3 of the pixels on a CPU (docs/performance.md)
         limit = 1e-4 if precision == "fp32" else 1e-2
         assert differ < limit, f"{differ:.2e} of the pixels differ from the CPU fp32 result"
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_auto_and_bf16_mixed(demo_checkpoints: dict[str, Path]) -> None:
+    """On CUDA, auto follows the compute capability; bf16-mixed keeps the hits of CPU fp32
+    within 0.3 % on the same keys, and records the GPU's class."""
+    import torch
+
+    from bgcache.models.precision import GATE_PASSED
+
+    major, _ = torch.cuda.get_device_capability()
+    gen = load_model("convnet", demo_checkpoints["convnet"], device="cuda", precision="auto")
+    want = "bf16-mixed" if major >= 8 and "bf16-mixed" in GATE_PASSED["convnet"] else "fp32"
+    assert gen.precision == want
+    keys = [(1, i) for i in range(4)]
+    cpu = load_model("convnet", demo_checkpoints["convnet"]).events(keys)
+    mixed = load_model(
+        "convnet", demo_checkpoints["convnet"], device="cuda", precision="bf16-mixed"
+    )
+    assert mixed.metadata()["device_class"].startswith("cuda-sm")
+    gpu = mixed.events(keys)
+    ratio = sum(e.n_hits for e in gpu) / sum(e.n_hits for e in cpu)
+    assert abs(ratio - 1) < 0.003, ratio

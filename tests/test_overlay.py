@@ -275,7 +275,9 @@ def test_gan_fallback_checks_and_bit_identity(
             key = overlay.last[1]
     finally:
         (tmp_path / "hidden.pt").rename(good)
-    gen = bgcache.load_model("convnet", good, nintra=2)
+    # the pool's precision (auto: bf16-mixed on bf16 hardware, else fp32), as a build runs it
+    precision = bgcache.open_pool(pool).content["precision"]
+    gen = bgcache.load_model("convnet", good, nintra=2, precision=precision)
     assert fb == gen.events([key])[0]  # what a build would store for that key
 
 

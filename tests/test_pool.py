@@ -455,7 +455,8 @@ def test_gan_pool_round_trip_and_content_checks(
     r = build_pool(path, model="convnet", checkpoint=a, events=3, block_events=2, nintra=2)
     assert (r.blocks_written, r.events_written) == (2, 3)
     pool = open_pool(path)
-    gen = bgcache.load_model("convnet", a, nintra=2)
+    # what auto ran here (bf16-mixed on bf16 hardware, else fp32), the same again from Python
+    gen = bgcache.load_model("convnet", a, nintra=2, precision=pool.content["precision"])
     assert list(pool) == gen.events([(0, i) for i in range(3)])
     assert pool.untrained and not pool.physics_model
     assert pool.content["checkpoint_sha256"] == gen.checkpoint_sha256

@@ -32,6 +32,7 @@ from bgcache.cli import (
     build_cmd,
     checkpoint_cmd,
     compare_cmd,
+    fidelity_cmd,
     gc_cmd,
     generate_cmd,
     import_cmd,
@@ -202,6 +203,7 @@ app.command("gc")(gc_cmd.gc)
 app.command("recompress")(recompress_cmd.recompress)
 app.command("import")(import_cmd.import_files)
 app.command("compare")(compare_cmd.compare)
+app.command("fidelity")(fidelity_cmd.fidelity)
 app.command("plan")(plan_cmd.plan)
 app.command("models")(models_cmd.models)
 app.command("generate")(generate_cmd.generate)

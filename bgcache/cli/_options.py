@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
+from bgcache.models.precision import PRECISIONS  # torch-free
+
 #: Devices the command line accepts (bgcache.models._torch checks that they exist).
 DEVICE_FORMS = "cpu, cuda or cuda:N"
-#: Network precisions (the same as ``bgcache.models._torch.PRECISIONS``, without torch).
-PRECISIONS = ("fp32", "bf16", "fp16")
 _DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
@@ -154,8 +154,10 @@ PrecisionOption = Annotated[
         envvar="BGCACHE_PRECISION",
         callback=check_precision,
         help=(
-            "Network precision of GAN models: fp32 (default, exact), or an explicit "
-            "bf16/fp16 that changes pixels (see docs/performance.md)."
+            "Network precision of GAN models: auto (default: bf16-mixed where the device "
+            "has bf16 matrix hardware and the model passed the fidelity gate, else fp32; an "
+            "existing pool keeps its own), fp32 (exact reference), bf16-mixed, or an "
+            "explicit bf16/fp16 that moves the occupancy (see docs/models.md)."
         ),
     ),
 ]

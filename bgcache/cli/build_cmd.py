@@ -89,7 +89,7 @@ def build(
     nintra: NintraOption = 1,
     ninter: NinterOption = 1,
     optimize: OptimizeOption = True,
-    precision: PrecisionOption = "fp32",
+    precision: PrecisionOption = "auto",
     codec: Annotated[
         str | None,
         typer.Option(

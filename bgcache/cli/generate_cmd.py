@@ -52,7 +52,7 @@ def generate(
     nintra: NintraOption = 1,
     ninter: NinterOption = 1,
     optimize: OptimizeOption = True,
-    precision: PrecisionOption = "fp32",
+    precision: PrecisionOption = "auto",
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")
     ] = False,
@@ -110,6 +110,8 @@ def generate(
             precision=precision,
         )
     load_seconds = time.perf_counter() - t0
+    if spec.needs_torch and precision == "auto":
+        note(f"precision {gen.precision} (auto: {gen.precision_reason})", quiet=quiet)
 
     summary = EventSummary()
     t0 = time.perf_counter()
@@ -131,7 +133,7 @@ def generate(
         "events": events,
         "device": device,
         "optimize": optimize,
-        "precision": precision,
+        "precision": metadata.get("precision", "fp32"),
         "nintra": nintra,
         "ninter": ninter,
         "load_seconds": load_seconds,

@@ -161,6 +161,8 @@ def _print_description(info: dict[str, Any]) -> None:
         for k in ("architecture", "precision", "device_type", "optimize")
         if k in content
     )
+    if "device_class" in content:  # a reduced precision: its pixels depend on the kernels
+        options += f", made on {content['device_class']}"
     if info["imported"]:
         files = content.get("files")
         files = files if isinstance(files, list) else []
@@ -179,7 +181,7 @@ def _print_description(info: dict[str, Any]) -> None:
                 f"source     ... and {len(files) - _FILES_SHOWN} more files (--json lists them)"
             )
     else:
-        out.print(f"model      {info['model']} ({options})")
+        out.print(f"model      {escape(str(info['model']))} ({escape(options)})")
     if info["checkpoint_sha256"]:
         hint = (
             f" (was {escape(info['checkpoint_path_hint'])})" if info["checkpoint_path_hint"] else ""

@@ -194,8 +194,10 @@ def load_model(
         optimize: run the fast exact inference path (False: plain layer-by-layer forward).
         nintra: intra-op threads (like the Belle II module), >= 1.
         ninter: inter-op threads, >= 1.
-        precision: ``"fp32"`` (default, exact) or an explicit reduced precision
-            (``"bf16"``, ``"fp16"``) that changes pixels and is recorded in pools.
+        precision: ``"fp32"`` (default, exact), ``"auto"`` (bf16-mixed where the device
+            has bf16 matrix hardware and the model passed the fidelity gate, else fp32),
+            ``"bf16-mixed"``, or an explicit ``"bf16"``/``"fp16"`` that moves the occupancy
+            (:mod:`bgcache.models.precision`); what ran is recorded in pools.
         batch_events: GAN models: events per forward pass (default 1 on a CPU, 8 on a
             CUDA device, where it is part of the content and recorded in pools). Passed to
             the loader only when given.

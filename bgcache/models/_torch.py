@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import os
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,17 @@ from bgcache.errors import (
 from bgcache.geometry import CROP_START, N_SENSORS, N_U, N_V, PIXELS_PER_SENSOR
 from bgcache.hits import SparseEvent
 from bgcache.models import GAN_MODELS, file_sha256, get_spec, validate_threads
-from bgcache.seeding import EventKey, as_keys, event_latents
+from bgcache.models._layers import Staged
+from bgcache.models.precision import (
+    MIXED_FP32_STAGES,
+    REDUCED_PRECISIONS,
+    DeviceCapabilities,
+    check_precision,
+    cpu_capabilities,
+    cuda_capabilities,
+    resolve_precision,
+)
+from bgcache.seeding import EventKey, as_keys, event_latents, seed_from_string
 
 
 def import_torch() -> Any:
@@ -230,7 +241,12 @@ def postprocess(y: Tensor, name: str, *, truncate: bool = True) -> Tensor:
 
 # -- the generator -----------------------------------------------------------------------
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: The key whose first :data:`CALIBRATION_IMAGES` latents calibrate bf16-mixed (the mean
+#: input of each convolution, run in float32 at load): fixed, so an event stays a pure
+#: function of (model, checkpoint, options, precision, key) on a device class.
+CALIBRATION_KEY = EventKey(seed_from_string("bgcache bf16-mixed calibration"), 0)
+CALIBRATION_IMAGES = 4
 
 #: Events per forward pass on a CUDA device unless ``batch_events`` says otherwise.
 CUDA_BATCH_EVENTS = 8
@@ -281,11 +297,18 @@ class TorchGenerator:
         self.latent_dim = spec.latent_dim
         self.conditional = spec.conditional
         self.nintra, self.ninter = validate_threads(nintra, ninter)
-        if precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.precision = precision
         self.optimize = bool(optimize)
         self.device = _parse_device(device)
+        #: what the device offers reduced precision (its class is recorded with one)
+        self.capabilities = device_capabilities(self.device)
+        self.precision, self.precision_reason = resolve_precision(
+            check_precision(precision), name, self.capabilities, optimize=self.optimize
+        )
+        if self.precision == "bf16-mixed" and not self.optimize:
+            raise UsageError(
+                "precision bf16-mixed runs the fast path's stages in their own types: "
+                "drop --no-optimize, or use fp32 (the plain path's reference) or bf16"
+            )
         self.batch_events = _batch_events(batch_events, self.device)
         #: pad short batches to batch_events events; not needed on a CPU, where the forward
         #: shape is a fixed chunk of images whatever the batch (tests switch it on there)
@@ -311,13 +334,35 @@ class TorchGenerator:
         self.chunk: int | None = (
             getattr(net, "cpu_chunk", N_SENSORS) if self.device.type == "cpu" else None
         )
-        if self.device.type == "cpu" and hasattr(net, "cpu_memory_format"):
-            fmt: torch.memory_format = getattr(net, "cpu_memory_format")  # noqa: B009
+        fmt: torch.memory_format | None = getattr(net, "cpu_memory_format", None)
+        if self.device.type == "cpu" and self.precision == "bf16-mixed":
+            # oneDNN's bf16 convolutions run in NHWC (measured: 1.3-1.5x for resnet and
+            # ieagan); fp32 keeps each model's format, which its pools' pixels depend on
+            fmt = torch.channels_last
+        if self.device.type == "cpu" and fmt is not None:
             # nn.Module.to accepts memory_format at run time; torch's stubs omit it
             net = net.to(memory_format=fmt)  # type: ignore[call-overload]
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-        self.dtype = dtype
-        self.net = net.to(dtype).eval()
+        if self.precision == "bf16-mixed":
+            assert isinstance(net, Staged)  # every fast network is (and mixed needs the fast path)
+            bulk = {s: torch.bfloat16 for s in net.STAGES if s not in MIXED_FP32_STAGES[name]}
+            net.set_stage_dtypes(bulk, self.calibration_means(net))
+            self.dtype = torch.float32  # the input stage runs in float32
+        else:
+            self.dtype = _DTYPES[self.precision]
+            net = net.to(self.dtype)
+            for mod in net.modules():  # modules that fold in float32 masters: this type too
+                if hasattr(mod, "compute_dtype"):
+                    setattr(mod, "compute_dtype", self.dtype)  # noqa: B010
+        self.net = net.eval()
+
+    def calibration_means(self, net: Staged) -> dict[str, Tensor]:
+        """Each convolution's mean input (``Staged.conv_input_means``) while float32 ``net``
+        runs the first :data:`CALIBRATION_IMAGES` latents of :data:`CALIBRATION_KEY`."""
+        z = torch.as_tensor(self.latents(CALIBRATION_KEY)[:CALIBRATION_IMAGES]).to(self.device)
+        if self.conditional:
+            labels = torch.arange(CALIBRATION_IMAGES, device=self.device)
+            return net.conv_input_means(lambda: net(z, labels))
+        return net.conv_input_means(lambda: net(z))
 
     def _forward(self, z: Tensor) -> Tensor:
         """Tanh output (40 n, 1, 256, 768) float32 for the latents (40 n, latent_dim) of n
@@ -393,6 +438,12 @@ class TorchGenerator:
             "untrained": self.untrained,
             "precision": self.precision,
             "device_type": self.device.type,
+            # a reduced precision's pixels depend on the kernel family (see precision.py)
+            **(
+                {"device_class": self.capabilities.device_class}
+                if self.precision in REDUCED_PRECISIONS
+                else {}
+            ),
             "optimize": self.optimize,
             "hit_threshold": HIT_THRESHOLD[self.name],
             "torch": torch.__version__,
@@ -481,6 +532,43 @@ def _parse_device(device: str) -> torch.device:
             f"cuda:0..cuda:{n - 1}"
         )
     return dev
+
+
+def device_capabilities(device: str | torch.device = "cpu") -> DeviceCapabilities:
+    """What a device offers reduced precision, from what torch reports of it.
+
+    A CPU: AMX tiles (usable only once the kernel grants them: ``torch.cpu._init_amx``),
+    AVX512-BF16, AVX-512, AVX2, capped by ``ONEDNN_MAX_CPU_ISA`` (``DNNL_MAX_CPU_ISA``)
+    as oneDNN caps itself. A CUDA GPU: its compute capability.
+    """
+    dev = _parse_device(str(device))
+    if dev.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(dev)
+        return cuda_capabilities(major, minor, torch.cuda.get_device_name(dev))
+    return cpu_capabilities(**_cpu_flags(), max_isa=_max_isa())
+
+
+@functools.cache
+def _cpu_flags() -> dict[str, bool]:
+    cpu = torch.cpu
+
+    def has(probe: str) -> bool:
+        fn = getattr(cpu, probe, None)
+        try:
+            return bool(fn()) if fn is not None else False
+        except RuntimeError:
+            return False
+
+    return {
+        "amx": has("_is_amx_tile_supported") and has("_init_amx"),
+        "avx512_bf16": has("_is_avx512_bf16_supported"),
+        "avx512": has("_is_avx512_supported"),
+        "avx2": has("_is_avx2_supported"),
+    }
+
+
+def _max_isa() -> str | None:
+    return os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or None
 
 
 def _set_threads(nintra: int, ninter: int) -> None:

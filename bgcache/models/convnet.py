@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgcache.models._layers import UpConv, fold_bn
+from bgcache.models._layers import Staged, UpConv, fold_bn
 
 LATENT_DIM = 96
 _CHANNELS = (512, 512, 256, 128, 64, 32)
@@ -51,7 +51,7 @@ class ConvNet(nn.Module):
         return conv
 
 
-class FastConvNet(nn.Module):
+class FastConvNet(Staged):
     """Exact rewrite of :class:`ConvNet`.
 
     * fc and the first conv (+ its batch norm) are both affine with nothing in between, so
@@ -67,6 +67,15 @@ class FastConvNet(nn.Module):
     cpu_chunk = 4
     #: memory format on CPU (oneDNN runs these convs fastest in NHWC)
     cpu_memory_format = torch.channels_last
+    STAGES = ("fc", "up1", "up2", "up3", "up4", "last")
+
+    def stage_members(self) -> dict[str, tuple[str, ...]]:
+        """fc (with the first conv composed in), the four upsampling convs, the last conv."""
+        return {
+            "fc": ("fc_w", "fc_b"),
+            **{f"up{i + 1}": (f"ups.{i}",) for i in range(4)},
+            "last": ("last",),
+        }
 
     def __init__(self, plain: ConvNet) -> None:
         super().__init__()
@@ -99,9 +108,10 @@ class FastConvNet(nn.Module):
         self.requires_grad_(False)
 
     def forward(self, z: Tensor) -> Tensor:
+        z = z.to(self.fc_w.dtype)
         h = F.relu_(F.linear(z, self.fc_w, self.fc_b)).view(-1, 512, 8, 24)
         if self.last.weight.is_contiguous(memory_format=torch.channels_last):
             h = h.contiguous(memory_format=torch.channels_last)
         for up in self.ups:
             h = up(h)
-        return torch.tanh(self.last(h))
+        return torch.tanh(self.last(h).float())  # tanh and the threshold in float32

@@ -22,7 +22,9 @@ from torch import Tensor, nn
 
 from bgcache.models._layers import (
     Conv,
+    Staged,
     add_upsampled_,
+    conv2d,
     conv2d_add,
     conv2d_relu,
     upconv3,
@@ -262,27 +264,52 @@ class _FastGBlock(nn.Module):
         }.items():
             self.register_buffer(f"w{name}", w.detach().clone())
             self.register_buffer(f"b{name}", b.detach().clone())
+        #: dtype the convolutions run in; the weights stay float32 masters, into which each
+        #: image's norms are folded before the cast (one rounding, not two)
+        self.compute_dtype = torch.float32
+        self._cast: dict[torch.dtype, Tensor] = {}
+
+    def _folded(self, w: Tensor, b: Tensor, scale: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
+        """This image's norm folded into a conv: weights computed in float32 and written in
+        the compute dtype in the same pass (one rounding); the bias stays float32 (oneDNN
+        adds it to the float32 accumulator)."""
+        folded = torch.mul(
+            w, scale.view(-1, 1, 1, 1), out=torch.empty_like(w, dtype=self.compute_dtype)
+        )
+        return folded, torch.addcmul(shift, b, scale)
+
+    def _w4(self) -> Tensor:
+        """conv4's weights (no norm follows it) in the compute dtype, cast once."""
+        if self.w4.dtype == self.compute_dtype:
+            return self.w4
+        cached = self._cast.get(self.compute_dtype)
+        if cached is None:
+            cached = self._cast[self.compute_dtype] = self.w4.to(self.compute_dtype)
+        return cached
 
     def forward(self, x: Tensor, ss: list[tuple[Tensor, Tensor]]) -> Tensor:
         """x: (1, cin, H, W); ss: per-channel (scale, shift) of bn1..bn4 for this image."""
         (s1, t1), (s2, t2), (s3, t3), (s4, t4) = ss
-        h = F.relu_(torch.addcmul(t1.view(1, -1, 1, 1), x, s1.view(1, -1, 1, 1)))
-        h = conv2d_relu(h, self.w1 * s2.view(-1, 1, 1, 1), torch.addcmul(t2, self.b1, s2), 0)
+        dt = self.compute_dtype
+        # bn1 in float32, written in the compute dtype in the same pass
+        h = torch.addcmul(
+            t1.view(1, -1, 1, 1), x, s1.view(1, -1, 1, 1), out=torch.empty_like(x, dtype=dt)
+        )
+        h = conv2d_relu(F.relu_(h), *self._folded(self.w1, self.b1, s2, t2), 0)
         if self.upsample:
             s3r, t3r = s3.repeat_interleave(4), t3.repeat_interleave(4)
-            h = upconv3(
-                h, self.w2 * s3r.view(-1, 1, 1, 1), torch.addcmul(t3r, self.b2, s3r), relu=True
-            )
+            h = upconv3(h, *self._folded(self.w2, self.b2, s3r, t3r), relu=True)
         else:
-            h = conv2d_relu(h, self.w2 * s3.view(-1, 1, 1, 1), torch.addcmul(t3, self.b2, s3), 1)
-        h = conv2d_relu(h, self.w3 * s4.view(-1, 1, 1, 1), torch.addcmul(t4, self.b3, s4), 1)
+            h = conv2d_relu(h, *self._folded(self.w2, self.b2, s3, t3), 1)
+        h = conv2d_relu(h, *self._folded(self.w3, self.b3, s4, t4), 1)
+        x = x.to(dt)
         if not self.upsample:
-            return conv2d_add(h, x, self.w4, self.b4, 0)
-        out = F.conv2d(h, self.w4, self.b4)
+            return conv2d_add(h, x, self._w4(), self.b4, 0)
+        out = conv2d(h, self._w4(), self.b4, 0)
         return add_upsampled_(out, x[:, : self.cout])
 
 
-class FastIEAGAN(nn.Module):
+class FastIEAGAN(Staged):
     """Exact fast form of :class:`IEAGAN` for the 40 sensor labels.
 
     Spectral norms and the relational label embedding are computed once here; all 48
@@ -322,12 +349,26 @@ class FastIEAGAN(nn.Module):
             self.out_conv = Conv(last.normalized_weight(), last.bias, 1)
         self.requires_grad_(False)
 
+    STAGES = ("cond", *(f"block{i + 1}" for i in range(12)), "out")
+
+    def stage_members(self) -> dict[str, tuple[str, ...]]:
+        """cond (label embedding, input linear, the conditional norms' gains), the twelve
+        blocks, out (the output norm and conv)."""
+        return {
+            "cond": ("label_embedding", "linear_w", "linear_b", "cond_w", "bn_mean", "bn_rstd"),
+            **{f"block{i + 1}": (f"blocks.{i}",) for i in range(12)},
+            "out": ("out_scale", "out_shift", "out_conv"),
+        }
+
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Tanh output for latents z (N, 128) of sensors ``labels`` (default: all 40, in order)."""
         n = z.shape[0]
+        z = z.to(self.linear_w.dtype)
         emb = self.label_embedding if labels is None else self.label_embedding[labels]
         y = torch.cat([emb.repeat(n // emb.shape[0], 1), z], 1)
         h0 = F.linear(y, self.linear_w, self.linear_b).view(n, -1, 4, 12)
+        if self.out_conv.weight.is_contiguous(memory_format=torch.channels_last):
+            h0 = h0.contiguous(memory_format=torch.channels_last)
         gb = torch.matmul(y, self.cond_w.t())
         total = gb.shape[1] // 2
         scale = (1 + gb[:, :total]) * self.bn_rstd
@@ -341,6 +382,6 @@ class FastIEAGAN(nn.Module):
                 h = block(
                     h, list(zip(scales[4 * k : 4 * k + 4], shifts[4 * k : 4 * k + 4], strict=True))
                 )
-            h = F.relu_(torch.addcmul(self.out_shift, h, self.out_scale))
-            outs.append(torch.tanh(self.out_conv(h)))
+            h = F.relu_(torch.addcmul(self.out_shift, h.to(self.out_shift.dtype), self.out_scale))
+            outs.append(torch.tanh(self.out_conv(h).float()))  # tanh and the threshold in float32
         return torch.cat(outs)

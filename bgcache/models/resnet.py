@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgcache.models._layers import Conv, UpConv3, add_upsampled_, fold_bn
+from bgcache.models._layers import Conv, Staged, UpConv3, add_upsampled_, fold_bn
 
 LATENT_DIM = 96
 _CHANNELS = (256, 256, 128, 64, 32, 16)
@@ -110,11 +110,12 @@ class _FastBlock(nn.Module):
         self.short = Conv(ws_out.float()[:, :, None, None], (bs * next_scale).float(), padding=0)
 
     def forward(self, xn: Tensor) -> Tensor:
+        xn = xn.to(self.conv2.weight.dtype)  # this block's dtype
         h = self.up1(F.relu(xn))
         return add_upsampled_(self.conv2(h), self.short(xn))
 
 
-class FastResNet(nn.Module):
+class FastResNet(Staged):
     """Exact fast form of :class:`ResNet` (same output up to float summation order).
 
     Every batch norm is folded into the convolutions (or the input linear layer) around
@@ -150,9 +151,21 @@ class FastResNet(nn.Module):
 
     #: images per forward call on CPU (keeps late tensors cache-sized; content-neutral)
     cpu_chunk = 2
+    STAGES = ("fc", "block1", "block2", "block3", "block4", "block5", "last")
+
+    def stage_members(self) -> dict[str, tuple[str, ...]]:
+        """fc (with the first norm folded in), the five residual blocks, the last conv."""
+        return {
+            "fc": ("fc_w", "fc_b"),
+            **{f"block{i + 1}": (f"blocks.{i}",) for i in range(5)},
+            "last": ("conv",),
+        }
 
     def forward(self, z: Tensor) -> Tensor:
+        z = z.to(self.fc_w.dtype)
         h = F.linear(z, self.fc_w, self.fc_b).view(-1, 256, 8, 24)
+        if self.conv.weight.is_contiguous(memory_format=torch.channels_last):
+            h = h.contiguous(memory_format=torch.channels_last)
         for block in self.blocks:
             h = block(h)
-        return torch.tanh(self.conv(F.relu_(h)))
+        return torch.tanh(self.conv(F.relu_(h)).float())  # tanh and the threshold in float32

@@ -346,7 +346,8 @@ def load_synthetic(
         optimize: accepted for a uniform loader signature; has no effect.
         nintra: intra-op threads (validated, >= 1; numpy runs one thread here).
         ninter: inter-op threads (validated, >= 1).
-        precision: must be ``"fp32"`` (charges are exact integers anyway).
+        precision: ``"fp32"`` or ``"auto"`` (which is fp32 here: charges are exact
+            integers anyway).
 
     Returns:
         A :class:`SyntheticGenerator`.
@@ -371,7 +372,7 @@ def load_synthetic(
         raise UsageError(
             f"the synthetic generator runs on numpy: device must be 'cpu', got {device!r}"
         )
-    if precision != "fp32":
+    if precision not in ("fp32", "auto"):
         raise UsageError(f"the synthetic generator only has precision 'fp32', got {precision!r}")
     validate_threads(nintra, ninter)
     del optimize

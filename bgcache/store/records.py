@@ -38,6 +38,7 @@ CONTENT_KEYS = (
     "checkpoint_sha256",
     "precision",
     "device_type",
+    "device_class",  # reduced precisions only: the kernel family their pixels depend on
     "optimize",
     "hit_threshold",
     "batch_events",  # GAN models on a CUDA device only: events per forward pass
