@@ -252,7 +252,7 @@ torch_row("gan-other-model", lambda w: load_model("convnet", w["resnet"]),
 torch_row("gan-device", lambda w: load_model("resnet", w["resnet"], device="tpu"), UsageError,
           ValueError, "not a torch device")  # fmt: skip
 torch_row("gan-precision", lambda w: load_model("resnet", w["resnet"], precision="fp8"),
-          UsageError, ValueError, "fp32, bf16, fp16")  # fmt: skip
+          UsageError, ValueError, "auto, fp32, bf16-mixed, bf16, fp16")  # fmt: skip
 torch_row("gan-batch", lambda w: load_model("resnet", w["resnet"], batch_events=0), UsageError,
           ValueError, "batch_events")  # fmt: skip
 

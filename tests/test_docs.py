@@ -207,7 +207,7 @@ def test_shell_command_lines_parse(monkeypatch: pytest.MonkeyPatch) -> None:
 
 #: README tour lines that need torch for minutes, a Dask cluster or the reader's overlay files
 #: (the user guide's Python block imports and compares for real): parsed above, not run.
-_NOT_RUN_HERE = ("checkpoint init", "-m convnet", "--scheduler", "bg-pool")
+_NOT_RUN_HERE = ("checkpoint init", "-m convnet", "--scheduler", "bg-pool", "mixed-pool")
 
 
 @pytest.mark.slow

@@ -267,35 +267,17 @@ class _FastGBlock(nn.Module):
         #: dtype the convolutions run in; the weights stay float32 masters, into which each
         #: image's norms are folded before the cast (one rounding, not two)
         self.compute_dtype = torch.float32
-        self._cast: dict[torch.dtype, Tensor] = {}
 
     def _folded(self, w: Tensor, b: Tensor, scale: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
-        """This image's norm folded into a conv: weights computed in float32 and written in
-        the compute dtype in the same pass (one rounding); the bias stays float32 (oneDNN
-        adds it to the float32 accumulator)."""
-        folded = torch.mul(
-            w, scale.view(-1, 1, 1, 1), out=torch.empty_like(w, dtype=self.compute_dtype)
-        )
-        return folded, torch.addcmul(shift, b, scale)
-
-    def _w4(self) -> Tensor:
-        """conv4's weights (no norm follows it) in the compute dtype, cast once."""
-        if self.w4.dtype == self.compute_dtype:
-            return self.w4
-        cached = self._cast.get(self.compute_dtype)
-        if cached is None:
-            cached = self._cast[self.compute_dtype] = self.w4.to(self.compute_dtype)
-        return cached
+        # the bias stays float32: oneDNN adds it to the float32 accumulator
+        return (w * scale.view(-1, 1, 1, 1)).to(self.compute_dtype), torch.addcmul(shift, b, scale)
 
     def forward(self, x: Tensor, ss: list[tuple[Tensor, Tensor]]) -> Tensor:
         """x: (1, cin, H, W); ss: per-channel (scale, shift) of bn1..bn4 for this image."""
         (s1, t1), (s2, t2), (s3, t3), (s4, t4) = ss
         dt = self.compute_dtype
-        # bn1 in float32, written in the compute dtype in the same pass
-        h = torch.addcmul(
-            t1.view(1, -1, 1, 1), x, s1.view(1, -1, 1, 1), out=torch.empty_like(x, dtype=dt)
-        )
-        h = conv2d_relu(F.relu_(h), *self._folded(self.w1, self.b1, s2, t2), 0)
+        h = F.relu_(torch.addcmul(t1.view(1, -1, 1, 1), x, s1.view(1, -1, 1, 1)).to(dt))
+        h = conv2d_relu(h, *self._folded(self.w1, self.b1, s2, t2), 0)
         if self.upsample:
             s3r, t3r = s3.repeat_interleave(4), t3.repeat_interleave(4)
             h = upconv3(h, *self._folded(self.w2, self.b2, s3r, t3r), relu=True)
@@ -304,8 +286,8 @@ class _FastGBlock(nn.Module):
         h = conv2d_relu(h, *self._folded(self.w3, self.b3, s4, t4), 1)
         x = x.to(dt)
         if not self.upsample:
-            return conv2d_add(h, x, self._w4(), self.b4, 0)
-        out = conv2d(h, self._w4(), self.b4, 0)
+            return conv2d_add(h, x, self.w4.to(dt), self.b4, 0)
+        out = conv2d(h, self.w4.to(dt), self.b4, 0)
         return add_upsampled_(out, x[:, : self.cout])
 
 
