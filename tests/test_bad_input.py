@@ -479,6 +479,19 @@ case(CO, "--plot", "compare {pool} {pool} --plot /proc/c.png", 2, "no file can b
 case(CO, "--json", "compare {pool} {pool} --json=1", 2, "does not take a value", id="value")
 case(CO, "--quiet", "compare {pool} {pool} --quiet=1", 2, "does not take a value", id="value")
 
+# -- bgcache fidelity ------------------------------------------------------------------------
+FI = "fidelity"
+case(FI, "POOL", "fidelity", 2, "Missing argument 'POOL'", id="missing")
+case(FI, "POOL", "fidelity {tmp}/nope {pool}", 1, "nope' does not exist", id="none")
+case(FI, "POOL", "fidelity {dir} {pool}", 1, "is not a pool", id="empty-dir")
+case(FI, "REFERENCE", "fidelity {pool}", 2, "Missing argument 'REFERENCE'", id="missing")
+case(FI, "REFERENCE", "fidelity {pool} {tmp}/nope", 1, "nope' does not exist", id="none")
+case(FI, "REFERENCE", "fidelity {pool} {damaged}", 1, "not valid JSON", id="damaged")
+case(FI, "--events", "fidelity {pool} {pool} --events 3", 2, "'--events'", id="few")
+case(FI, "--events", "fidelity {pool} {pool} --events many", 2, "integer", id="not-int")
+case(FI, "--json", "fidelity {pool} {pool} --json=1", 2, "does not take a value", id="value")
+case(FI, "--quiet", "fidelity {pool} {pool} --quiet=1", 2, "does not take a value", id="value")
+
 # -- bgcache import --------------------------------------------------------------------------
 IM = "import"
 TXT = {"a.root": "run,event\n"}  # a file named like a ROOT file that is not one
