@@ -161,7 +161,13 @@ row("build-shard", lambda w: syn(w, shard="4/4"), UsageError, ValueError, "K mus
 row("build-scheduler", lambda w: syn(w, scheduler="head"), UsageError, ValueError,
     "tcp://HOST:PORT")  # fmt: skip
 row("build-device", lambda w: syn(w, device="tpu"), UsageError, ValueError, "device must be 'cpu'")
-row("build-precision", lambda w: syn(w, precision="fp8"), UsageError, ValueError, "precision must be one of auto, fp32")
+row(
+    "build-precision",
+    lambda w: syn(w, precision="fp8"),
+    UsageError,
+    ValueError,
+    "precision must be one of auto, fp32",
+)
 row("build-file", lambda w: syn(w, pool=w["file"]), NotAPoolError, ValueError, "is a file")
 row("build-under-file", lambda w: syn(w, pool=w["file"] / "p"), NotAPoolError, ValueError,
     "no directory can be made")  # fmt: skip
