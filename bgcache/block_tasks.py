@@ -137,7 +137,7 @@ def load_generator(options: dict[str, Any]) -> Any:
     opts = dict(options)
     expected_class = opts.pop("device_class", None)
     gen = load_model(opts.pop("model"), opts.pop("checkpoint"), **opts)
-    made_on = gen.metadata().get("device_class") if expected_class is not None else None
+    made_on = gen.metadata().get("device_class")
     if expected_class is not None and made_on != expected_class:
         raise DeviceError(
             f"this worker's device is {made_on}, the build's {expected_class}: "

@@ -74,16 +74,17 @@ class Staged(nn.Module):
         """Attribute names (dotted) each stage owns."""
         raise NotImplementedError
 
-    def _members(self) -> Iterator[tuple[str, str, object]]:
+    def _members(self) -> Iterator[tuple[str, str, nn.Module, str, object]]:
+        """``(stage, dotted name, owning module, attribute, value)`` of every member."""
         for stage, names in self.stage_members().items():
             for name in names:
                 owner_name, _, attr = name.rpartition(".")
                 owner = self.get_submodule(owner_name) if owner_name else self
-                yield stage, name, getattr(owner, attr)
+                yield stage, name, owner, attr, getattr(owner, attr)
 
     def _convs(self) -> Iterator[tuple[str, nn.Module]]:
         """The convolutions (modules with a 4-d ``weight`` and a ``bias``), by dotted name."""
-        for _stage, name, obj in self._members():
+        for _stage, name, _owner, _attr, obj in self._members():
             if not isinstance(obj, nn.Module):
                 continue
             for sub, mod in obj.named_modules(prefix=name):
@@ -135,7 +136,7 @@ class Staged(nn.Module):
         if unknown:
             raise KeyError(f"unknown stages {sorted(unknown)}; stages: {', '.join(self.STAGES)}")
         convs = dict(self._convs())
-        for stage, name, obj in self._members():
+        for stage, name, owner, attr, obj in self._members():
             dtype = dtypes.get(stage, torch.float32)
             if isinstance(obj, nn.Module) and hasattr(obj, "compute_dtype"):
                 obj.compute_dtype = dtype
@@ -148,8 +149,6 @@ class Staged(nn.Module):
                         for p in mod.parameters(recurse=False):
                             p.data = p.data.to(dtype)
                 continue
-            owner_name, _, attr = name.rpartition(".")
-            owner = self.get_submodule(owner_name) if owner_name else self
             if isinstance(obj, nn.Parameter):
                 obj.data = obj.data.to(dtype)
             elif isinstance(obj, Tensor):
@@ -170,7 +169,7 @@ class Staged(nn.Module):
     def stage_dtypes(self) -> dict[str, torch.dtype]:
         """The dtype each stage runs in now (that of its first member)."""
         out: dict[str, torch.dtype] = {}
-        for stage, _name, obj in self._members():
+        for stage, _name, _owner, _attr, obj in self._members():
             if stage in out:
                 continue
             if isinstance(obj, nn.Module) and hasattr(obj, "compute_dtype"):
